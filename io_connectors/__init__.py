@@ -1,0 +1,1 @@
+"""Native Python sources and sinks: each source yields batches of raw records (RawBatch)."""

@@ -1,0 +1,66 @@
+"""--source URI -> a PTransform producing RawBatches.
+
+Stream connectors live in their own modules (kinesis, eventhubs, pubsub), imported only
+when used, each exposing `source_from_uri(spec, options) -> PTransform`. Their cloud SDKs
+come with the matching setup.py extra, so a missing SDK is reported with the install hint.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from io_connectors.files import ReadFiles, match_files
+from io_connectors.synthetic import ReadSynthetic, SyntheticConfig
+from io_connectors.uri import SourceSpec, UriError
+
+STREAM_CONNECTORS = {
+    "kinesis": ("io_connectors.kinesis", "aws"),
+    "eventhubs": ("io_connectors.eventhubs", "azure"),
+    "pubsub": ("io_connectors.pubsub", "gcp"),
+}
+
+
+class SourceUnavailable(UriError):
+    """The scheme is known but its connector or its SDK is not installed."""
+
+
+def check_source(spec: SourceSpec) -> None:
+    """Fail fast (before a pipeline is built) on a source that cannot be read."""
+    if spec.scheme == "file":
+        try:
+            match_files(spec.location)
+        except FileNotFoundError as err:
+            raise UriError(f"--source {spec.uri!r}: {err}") from None
+    elif spec.scheme == "synthetic":
+        SyntheticConfig.from_spec(spec)
+    else:
+        _connector(spec)
+
+
+def _connector(spec: SourceSpec):  # noqa: ANN202 - a module
+    module_name, extra = STREAM_CONNECTORS[spec.scheme]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            raise SourceUnavailable(
+                f"The {spec.scheme}:// source is not available in this version yet; "
+                "use synthetic:// or file:// for now."
+            ) from None
+        raise SourceUnavailable(
+            f"The {spec.scheme}:// source needs the Python package {err.name!r}; "
+            f"install it with: pip install '.[{extra}]'"
+        ) from None
+    return module
+
+
+def source_from_uri(spec: SourceSpec, options: PipelineOptions, input_format: str) -> beam.PTransform:
+    """The read transform for a parsed --source."""
+    if spec.scheme == "synthetic":
+        return ReadSynthetic(SyntheticConfig.from_spec(spec))
+    if spec.scheme == "file":
+        return ReadFiles(spec.location, input_format)
+    return _connector(spec).source_from_uri(spec, options)

@@ -1,0 +1,171 @@
+"""The pipeline graph: read -> decode + pre-aggregate -> window/combine -> write.
+
+Each source batch is decoded and pre-aggregated into one Partial per (window, dimensions)
+in a single step, so the elements that reach the shuffle scale with groups, not events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger as beam_trigger
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+
+from io_connectors.records import RawBatch
+from io_connectors.sources import source_from_uri
+from pipelines.config import JobConfig
+from transforms.aggregate import MergePartials, MergeSessions, Partial, preaggregate
+from transforms.decode import Decoder
+from transforms.sinks import NAMESPACE, WriteAggregates, WriteDeadLetters
+from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
+
+DEAD_LETTER = "dead_letter"
+
+
+class DecodeAndPreAggregate(beam.DoFn):
+    """RawBatch -> ((window_start_ms, window_end_ms, dims), Partial) per group, plus dead letters."""
+
+    def __init__(self, config: JobConfig, timestamped: bool) -> None:
+        self._config = config
+        self._timestamped = timestamped
+        self._records = Metrics.counter(NAMESPACE, "records_read")
+        self._events = Metrics.counter(NAMESPACE, "events_decoded")
+        self._dead = Metrics.counter(NAMESPACE, "dead_letters")
+
+    def setup(self) -> None:
+        self._decoder = Decoder(self._config.schema, self._config.input_format, self._config.avro_schema)
+
+    def process(self, batch: RawBatch) -> Iterator[Any]:
+        columns, dead = self._decoder.decode(batch)
+        self._records.inc(len(batch.records))
+        self._events.inc(len(columns))
+        if dead:
+            self._dead.inc(len(dead))
+            for record in dead:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
+        if not columns:
+            return
+        for key, partial in preaggregate(columns, self._config.window).items():
+            if self._timestamped:
+                # The partial's timestamp is its window's start: inside the window, which is
+                # all the window functions and the watermark hold need.
+                yield TimestampedValue((key, partial), Timestamp(micros=key[0] * 1000))
+            else:
+                yield key, partial
+
+
+class AggregateRecord(NamedTuple):
+    """What formatting needs to build one output record."""
+
+    start_ms: int
+    end_ms: int
+    dims: tuple
+    partial: Partial
+    pane: str
+    pane_index: int
+
+
+def to_record(agg: AggregateRecord, dimensions: tuple[str, ...]) -> dict[str, Any]:
+    record: dict[str, Any] = {"window_start": iso_utc(agg.start_ms), "window_end": iso_utc(agg.end_ms)}
+    record.update(zip(dimensions, agg.dims, strict=False))
+    record.update(agg.partial.metrics())
+    record["pane"] = agg.pane
+    record["pane_index"] = agg.pane_index
+    return record
+
+
+class BoundedAggregate(beam.PTransform):
+    """Bounded input: every event is on time, so combine with the window in the key in the
+    global window (5x faster on the FnApiRunner than a windowed GroupByKey) and emit one
+    ON_TIME pane per group: the same result Beam's windowing gives for bounded data."""
+
+    def __init__(self, window: WindowSpec, dimensions: tuple[str, ...]) -> None:
+        super().__init__()
+        self._window = window
+        self._dims = dimensions
+
+    def expand(self, partials: beam.PCollection) -> beam.PCollection:
+        dims = self._dims
+        if self._window.merging:
+            return (
+                partials
+                | "KeyByDims" >> beam.Map(lambda kv: (kv[0][2], (kv[0][0], kv[0][1], kv[1])))
+                | "MergeSessions" >> beam.CombinePerKey(MergeSessions())
+                | "ToRecords"
+                >> beam.FlatMap(
+                    lambda kv: [to_record(AggregateRecord(s, e, kv[0], p, "ON_TIME", 0), dims) for s, e, p in kv[1]]
+                )
+            )
+        return (
+            partials
+            | "Merge" >> beam.CombinePerKey(MergePartials())
+            | "ToRecords"
+            >> beam.Map(lambda kv: to_record(AggregateRecord(kv[0][0], kv[0][1], kv[0][2], kv[1], "ON_TIME", 0), dims))
+        )
+
+
+class _FormatPane(beam.DoFn):
+    def __init__(self, dimensions: tuple[str, ...]) -> None:
+        self._dims = dimensions
+
+    def process(
+        self,
+        element: tuple[tuple, Partial],
+        window: Any = beam.DoFn.WindowParam,
+        pane: Any = beam.DoFn.PaneInfoParam,
+    ) -> Iterator[dict[str, Any]]:
+        dims, partial = element
+        start_ms, end_ms = window_bounds_ms(window)
+        timing = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}.get(pane.timing, "ON_TIME")
+        yield to_record(AggregateRecord(start_ms, end_ms, dims, partial, timing, pane.index), self._dims)
+
+
+class WindowedAggregate(beam.PTransform):
+    """Streaming: Beam windows (assigned to partials), watermark trigger with optional
+    processing-time early panes and late panes within the allowed lateness, accumulating."""
+
+    def __init__(self, config: JobConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def expand(self, partials: beam.PCollection) -> beam.PCollection:
+        config = self._config
+        return (
+            partials
+            | "Window"
+            >> beam.WindowInto(
+                beam_window_fn(config.window),
+                trigger=build_trigger(config.early_firing_s, config.allowed_lateness_s),
+                accumulation_mode=beam_trigger.AccumulationMode.ACCUMULATING,
+                allowed_lateness=config.allowed_lateness_s,
+            )
+            | "KeyByDims" >> beam.Map(lambda kv: (kv[0][2], kv[1]))
+            | "Merge" >> beam.CombinePerKey(MergePartials())
+            | "ToRecords" >> beam.ParDo(_FormatPane(config.schema.dimensions))
+        )
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> None:
+    """Adds the analytics graph for `config` to `pipeline`."""
+    batches = pipeline | "Read" >> source_from_uri(config.source, pipeline.options, config.input_format)
+    add_analytics(batches, config)
+
+
+def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, beam.PCollection]:
+    """The graph after the source (tests feed RawBatches here directly)."""
+    decoded = batches | "DecodeAndPreAggregate" >> beam.ParDo(
+        DecodeAndPreAggregate(config, timestamped=config.streaming_path)
+    ).with_outputs(DEAD_LETTER, main="partials")
+    dims = config.schema.dimensions
+    if config.streaming_path:
+        aggregates = decoded.partials | "Aggregate" >> WindowedAggregate(config)
+    else:
+        aggregates = decoded.partials | "Aggregate" >> BoundedAggregate(config.window, dims)
+    aggregates | "WriteAggregates" >> WriteAggregates(
+        config.output.path, config.output_format, dims, streaming=config.streaming_path
+    )
+    decoded[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter.path)
+    return {"aggregates": aggregates, "dead_letters": decoded[DEAD_LETTER]}

@@ -1,0 +1,113 @@
+"""Turns parsed options into a validated JobConfig, or one readable sentence of what is wrong."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from io_connectors.sources import check_source
+from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
+from pipelines.options import AnalyticsOptions
+from transforms.decode import EventSchema
+from transforms.windowing import WindowSpec, WindowSpecError, parse_window
+
+
+class ConfigError(ValueError):
+    """An option value that cannot work; the message names the option and the fix."""
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    source: SourceSpec
+    input_format: str
+    avro_schema: dict | None
+    schema: EventSchema
+    window: WindowSpec
+    allowed_lateness_s: float
+    early_firing_s: float | None
+    output: SinkSpec
+    output_format: str
+    dead_letter: SinkSpec
+    streaming: bool
+
+    @property
+    def streaming_path(self) -> bool:
+        """Use Beam windows and triggers (needed for unbounded input or early panes); otherwise
+        the bounded fast path keys by window id in the global window, with identical results."""
+        return self.streaming or self.early_firing_s is not None
+
+
+def _load_avro_schema(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as err:
+        raise ConfigError(f"--avro_schema {path!r} cannot be read: {err.strerror}.") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--avro_schema {path!r} is not valid JSON ({err}); give an .avsc schema file.") from None
+
+
+def build_config(options: PipelineOptions) -> JobConfig:
+    """Validate every analytics option; raises ConfigError with one clear sentence."""
+    opts = options.view_as(AnalyticsOptions)
+    try:
+        source = parse_source(opts.source)
+        check_source(source)
+        output = parse_sink(opts.output, "--output")
+        dead_letter = (
+            parse_sink(opts.dead_letter, "--dead_letter")
+            if opts.dead_letter
+            else SinkSpec(output.scheme, output.join("dead_letter"))
+        )
+        window = parse_window(opts.window)
+    except (UriError, WindowSpecError) as err:
+        raise ConfigError(str(err)) from None
+    dimensions = tuple(d.strip() for d in opts.dimensions.split(",") if d.strip())
+    if not dimensions:
+        raise ConfigError("--dimensions is empty; name at least one field to group by, e.g. region,key.")
+    if len(set(dimensions)) != len(dimensions):
+        raise ConfigError(f"--dimensions {opts.dimensions!r} repeats a field; name each field once.")
+    reserved = {
+        "window_start",
+        "window_end",
+        "count",
+        "sum",
+        "min",
+        "max",
+        "mean",
+        "p50",
+        "p95",
+        "p99",
+        "distinct_ids",
+        "pane",
+        "pane_index",
+    }
+    clash = sorted(reserved.intersection(dimensions))
+    if clash:
+        raise ConfigError(f"--dimensions uses {', '.join(clash)}, which are output fields; rename the dimension.")
+    if opts.allowed_lateness < 0:
+        raise ConfigError(f"--allowed_lateness {opts.allowed_lateness} is negative; give 0 or more seconds.")
+    if opts.early_firing is not None and opts.early_firing <= 0:
+        raise ConfigError(f"--early_firing {opts.early_firing} must be a positive number of seconds.")
+    if opts.max_records is not None and opts.max_records <= 0:
+        raise ConfigError(f"--max_records {opts.max_records} must be positive.")
+    if opts.max_read_time is not None and opts.max_read_time <= 0:
+        raise ConfigError(f"--max_read_time {opts.max_read_time} must be a positive number of seconds.")
+    avro_schema = _load_avro_schema(opts.avro_schema)
+    return JobConfig(
+        source=source,
+        input_format=opts.input_format,
+        avro_schema=avro_schema,
+        schema=EventSchema(opts.event_time_field, opts.id_field, opts.value_field, dimensions),
+        window=window,
+        allowed_lateness_s=opts.allowed_lateness,
+        early_firing_s=opts.early_firing,
+        output=output,
+        output_format=opts.output_format,
+        dead_letter=dead_letter,
+        streaming=bool(options.view_as(StandardOptions).streaming),
+    )

@@ -1,0 +1,126 @@
+"""Command-line options of the analytics pipeline, as a Beam PipelineOptions subclass.
+
+Every Beam option (--runner, --streaming, --direct_num_workers, ...) works beside these.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+DEFAULT_SOURCE = "synthetic://?events=100000&keys=50&seed=42"
+DEFAULT_OUTPUT = "./output"
+
+
+class AnalyticsOptions(PipelineOptions):
+    """Options of `python -m pipelines.run`; `validate_analytics_options` checks their values."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("analytics")
+        group.add_argument(
+            "--source",
+            default=DEFAULT_SOURCE,
+            help=(
+                "Where events come from. synthetic://?events=N&keys=K&seed=S&rate=R&span=SECONDS "
+                "(seeded generator with out-of-order, late and malformed events; rate=R paces "
+                "R events/s with wall-clock event times), file:///path/or/glob (NDJSON lines or "
+                "Avro container files), kinesis://STREAM?region=R, "
+                "eventhubs://NAMESPACE/HUB?consumer_group=G, pubsub://projects/P/subscriptions/S. "
+                f"Default: {DEFAULT_SOURCE}"
+            ),
+        )
+        group.add_argument(
+            "--input_format",
+            default="json",
+            choices=("json", "avro"),
+            help="Record encoding: json (one object per line or message) or avro (container files, or "
+            "schemaless records decoded with --avro_schema). Default: json",
+        )
+        group.add_argument(
+            "--avro_schema",
+            default=None,
+            help="Path to the writer's Avro schema (.avsc), needed for schemaless Avro records.",
+        )
+        group.add_argument(
+            "--event_time_field",
+            default="event_time",
+            help="Field holding the event time: epoch millis or ISO-8601. Default: event_time",
+        )
+        group.add_argument(
+            "--id_field",
+            default="event_id",
+            help="Field holding the event id, counted by distinct_ids. Default: event_id",
+        )
+        group.add_argument(
+            "--value_field",
+            default="value",
+            help="Numeric field aggregated into count/sum/min/max/mean/quantiles. Default: value",
+        )
+        group.add_argument(
+            "--dimensions",
+            default="region,key",
+            help="Comma-separated fields to group by within each window. Default: region,key",
+        )
+        group.add_argument(
+            "--window",
+            default="fixed:60",
+            help="Event-time windows, sizes in seconds: fixed:SIZE, sliding:SIZE,PERIOD or session:GAP. "
+            "Default: fixed:60",
+        )
+        group.add_argument(
+            "--allowed_lateness",
+            type=float,
+            default=0.0,
+            help="Seconds after a window closes during which late events still update it (each late "
+            "event yields a LATE pane); later events are dropped by the runner. Default: 0",
+        )
+        group.add_argument(
+            "--early_firing",
+            type=float,
+            default=None,
+            help="Emit accumulating EARLY panes every this many seconds of processing time before the "
+            "watermark closes a window (streaming path). Default: off",
+        )
+        group.add_argument(
+            "--output",
+            default=DEFAULT_OUTPUT,
+            help="Where aggregates go: a directory or file:///dir, s3://bucket/prefix, gs://bucket/prefix, "
+            f"azfs://account/container/prefix. Default: {DEFAULT_OUTPUT}",
+        )
+        group.add_argument(
+            "--output_format",
+            default="jsonl",
+            choices=("jsonl", "parquet", "avro"),
+            help="File format of the aggregates. Default: jsonl",
+        )
+        group.add_argument(
+            "--dead_letter",
+            default=None,
+            help="Where undecodable records go, one JSON line each with error, payload and source. "
+            "Default: <output>/dead_letter",
+        )
+        group.add_argument(
+            "--max_records",
+            type=int,
+            default=None,
+            help="Bounded read: stop each stream source after this many records in total.",
+        )
+        group.add_argument(
+            "--max_read_time",
+            type=float,
+            default=None,
+            help="Bounded read: stop reading stream sources after this many seconds.",
+        )
+        group.add_argument(
+            "--jurisdiction",
+            default=None,
+            help="Refuse, before starting, any source or sink outside this jurisdiction of "
+            "infra/regions.json (us, eu, apac).",
+        )
+        group.add_argument(
+            "--sink_region",
+            default=None,
+            help="Region of the output bucket/container, when it cannot be looked up.",
+        )

@@ -1,0 +1,1 @@
+"""Beam transforms of the analytics pipeline: decode, windowing, aggregate, sinks."""

@@ -1,0 +1,268 @@
+"""Mergeable per-window metrics: exact count/sum/min/max/mean, sketched quantiles and distincts.
+
+A `Partial` starts exact (it keeps the values and ids it has seen) and turns into Apache
+DataSketches sketches (KLL for quantiles, HLL for distinct ids) once it holds more than
+EXACT_LIMIT items. Most window groups are small, so most never pay for a sketch, and the
+results of a small group are exact; large groups get the sketches' stated error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import apache_beam as beam
+import numpy as np
+from datasketches import hll_sketch, hll_union, kll_doubles_sketch
+
+from transforms.decode import EventColumns
+from transforms.windowing import WindowSpec
+
+EXACT_LIMIT = 256
+KLL_K = 200  # normalized rank error about 1.3% (kll_doubles_sketch.normalized_rank_error)
+HLL_LG_K = 12  # relative standard error about 1.6%
+QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+KLL_RANK_ERROR = kll_doubles_sketch(KLL_K).normalized_rank_error(False)
+HLL_RELATIVE_ERROR = 1.04 / math.sqrt(1 << HLL_LG_K)
+
+
+class Partial:
+    """A mergeable accumulator of one window x dimensions group."""
+
+    __slots__ = ("count", "total", "vmin", "vmax", "values", "kll", "ids", "hll")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.vmin = math.inf
+        self.vmax = -math.inf
+        self.values: list[float] | None = []
+        self.kll: kll_doubles_sketch | None = None
+        self.ids: set[str] | None = set()
+        self.hll: hll_sketch | None = None
+
+    @classmethod
+    def of(cls, values: list[float], ids: Iterable[str | None]) -> Partial:
+        part = cls()
+        part.count = len(values)
+        part.total = math.fsum(values)
+        part.vmin = min(values)
+        part.vmax = max(values)
+        part.values = values
+        part.ids = {i for i in ids if i is not None}
+        part._compact()
+        return part
+
+    def merge(self, other: Partial) -> Partial:
+        self.count += other.count
+        self.total += other.total
+        self.vmin = min(self.vmin, other.vmin)
+        self.vmax = max(self.vmax, other.vmax)
+        if self.values is not None and other.values is not None:
+            self.values = self.values + other.values
+        else:
+            self._to_kll().merge(other.kll if other.kll is not None else _kll_of(other.values))
+        if self.ids is not None and other.ids is not None:
+            self.ids = self.ids | other.ids
+        else:
+            union = hll_union(HLL_LG_K)
+            union.update(self._to_hll())
+            union.update(other.hll if other.hll is not None else _hll_of(other.ids))
+            self.hll = union.get_result()
+        self._compact()
+        return self
+
+    def _compact(self) -> None:
+        if self.values is not None and len(self.values) > EXACT_LIMIT:
+            self._to_kll()
+        if self.ids is not None and len(self.ids) > EXACT_LIMIT:
+            self._to_hll()
+
+    def _to_kll(self) -> kll_doubles_sketch:
+        if self.kll is None:
+            self.kll = _kll_of(self.values)
+            self.values = None
+        return self.kll
+
+    def _to_hll(self) -> hll_sketch:
+        if self.hll is None:
+            self.hll = _hll_of(self.ids)
+            self.ids = None
+        return self.hll
+
+    def quantile(self, rank: float) -> float:
+        if self.values is not None:
+            ordered = sorted(self.values)
+            # Same (inclusive) rank definition as KLL's get_quantile, so small and large groups agree.
+            return ordered[max(0, math.ceil(rank * len(ordered)) - 1)]
+        return self.kll.get_quantile(rank)
+
+    def distinct(self) -> int:
+        if self.ids is not None:
+            return len(self.ids)
+        return int(round(self.hll.get_estimate()))
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "count": self.count,
+            "sum": self.total,
+            "min": self.vmin,
+            "max": self.vmax,
+            "mean": self.total / self.count if self.count else None,
+        }
+        for name, rank in QUANTILES:
+            out[name] = self.quantile(rank) if self.count else None
+        out["distinct_ids"] = self.distinct()
+        return out
+
+    # Pickling: sketches are C++ objects, so ship their serialized bytes.
+    def __getstate__(self) -> tuple:
+        return (
+            self.count,
+            self.total,
+            self.vmin,
+            self.vmax,
+            self.values,
+            None if self.kll is None else self.kll.serialize(),
+            self.ids,
+            None if self.hll is None else self.hll.serialize_compact(),
+        )
+
+    def __setstate__(self, state: tuple) -> None:
+        self.count, self.total, self.vmin, self.vmax, self.values, kll, self.ids, hll = state
+        self.kll = None if kll is None else kll_doubles_sketch.deserialize(kll)
+        self.hll = None if hll is None else hll_sketch.deserialize(hll)
+
+    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+        return (_restore_partial, (self.__getstate__(),))
+
+
+def _restore_partial(state: tuple) -> Partial:
+    part = Partial.__new__(Partial)
+    part.__setstate__(state)
+    return part
+
+
+def _kll_of(values: list[float]) -> kll_doubles_sketch:
+    sketch = kll_doubles_sketch(KLL_K)
+    sketch.update(np.asarray(values, dtype=np.float64))
+    return sketch
+
+
+def _hll_of(ids: Iterable[str]) -> hll_sketch:
+    sketch = hll_sketch(HLL_LG_K)
+    for event_id in ids:
+        sketch.update(event_id)
+    return sketch
+
+
+def preaggregate(columns: EventColumns, spec: WindowSpec) -> dict[tuple, Partial]:
+    """One Partial per (window_start_ms, window_end_ms, dims) of a batch of events.
+
+    Session windows get one proto-session per event run whose gaps are below the session
+    gap; the runner's session merging joins proto-sessions across batches.
+    """
+    if spec.kind == "session":
+        return _preaggregate_sessions(columns, spec.gap_ms)
+    values: dict[tuple, list[float]] = {}
+    ids: dict[tuple, list[str | None]] = {}
+    if spec.kind == "fixed":
+        size = spec.size_ms
+        for t, value, event_id, dims in zip(columns.times_ms, columns.values, columns.ids, columns.dims, strict=False):
+            start = t - t % size
+            key = (start, start + size, dims)
+            bucket = values.get(key)
+            if bucket is None:
+                values[key] = [value]
+                ids[key] = [event_id]
+            else:
+                bucket.append(value)
+                ids[key].append(event_id)
+    else:
+        for t, value, event_id, dims in zip(columns.times_ms, columns.values, columns.ids, columns.dims, strict=False):
+            for start, end in spec.assign(t):
+                key = (start, end, dims)
+                values.setdefault(key, []).append(value)
+                ids.setdefault(key, []).append(event_id)
+    return {key: Partial.of(vals, ids[key]) for key, vals in values.items()}
+
+
+def _preaggregate_sessions(columns: EventColumns, gap_ms: int) -> dict[tuple, Partial]:
+    by_dims: dict[tuple, list[tuple[int, float, str | None]]] = {}
+    for t, value, event_id, dims in zip(columns.times_ms, columns.values, columns.ids, columns.dims, strict=False):
+        by_dims.setdefault(dims, []).append((t, value, event_id))
+    out: dict[tuple, Partial] = {}
+    for dims, events in by_dims.items():
+        events.sort(key=lambda e: e[0])
+        run: list[tuple[int, float, str | None]] = []
+        for event in events:
+            if run and event[0] >= run[-1][0] + gap_ms:
+                out[(run[0][0], run[-1][0] + gap_ms, dims)] = _partial_of_run(run)
+                run = []
+            run.append(event)
+        out[(run[0][0], run[-1][0] + gap_ms, dims)] = _partial_of_run(run)
+    return out
+
+
+def _partial_of_run(run: list[tuple[int, float, str | None]]) -> Partial:
+    return Partial.of([e[1] for e in run], [e[2] for e in run])
+
+
+class MergePartials(beam.CombineFn):
+    """CombineFn over Partials; the runner lifts it so partials merge before the shuffle."""
+
+    def create_accumulator(self) -> Partial:
+        return Partial()
+
+    def add_input(self, accumulator: Partial, element: Partial) -> Partial:
+        if accumulator.count == 0:
+            return element
+        return accumulator.merge(element)
+
+    def merge_accumulators(self, accumulators: Iterable[Partial]) -> Partial:
+        merged: Partial | None = None
+        for acc in accumulators:
+            if acc.count == 0:
+                continue
+            merged = acc if merged is None else merged.merge(acc)
+        return merged if merged is not None else Partial()
+
+    def compact(self, accumulator: Partial) -> Partial:
+        accumulator._compact()
+        return accumulator
+
+    def extract_output(self, accumulator: Partial) -> Partial:
+        return accumulator
+
+
+class MergeSessions(beam.CombineFn):
+    """Bounded-input session merging in the global window: the accumulator is a sorted list
+    of disjoint (start_ms, end_ms, Partial) sessions of one dimensions key."""
+
+    def create_accumulator(self) -> list:
+        return []
+
+    def add_input(self, accumulator: list, element: tuple) -> list:
+        return _merge_sessions(accumulator + [element])
+
+    def merge_accumulators(self, accumulators: Iterable[list]) -> list:
+        combined: list = []
+        for acc in accumulators:
+            combined.extend(acc)
+        return _merge_sessions(combined)
+
+    def extract_output(self, accumulator: list) -> list:
+        return accumulator
+
+
+def _merge_sessions(sessions: list) -> list:
+    sessions.sort(key=lambda s: s[0])
+    merged: list = []
+    for start, end, part in sessions:
+        if merged and start < merged[-1][1]:
+            prev_start, prev_end, prev = merged[-1]
+            merged[-1] = (prev_start, max(prev_end, end), prev.merge(part))
+        else:
+            merged.append((start, end, part))
+    return merged
