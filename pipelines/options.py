@@ -124,3 +124,39 @@ class AnalyticsOptions(PipelineOptions):
             default=None,
             help="Region of the output bucket/container, when it cannot be looked up.",
         )
+
+
+# Connector and sink option groups live beside their code, in modules that import only Beam,
+# so that --help lists them even where a cloud SDK is not installed.
+EXTRA_OPTION_MODULES = (
+    "io_connectors.kinesis_options",
+    "io_connectors.eventhubs_options",
+    "io_connectors.pubsub_options",
+    "transforms.sink_options",
+)
+
+
+def all_option_classes() -> list[type[PipelineOptions]]:
+    """AnalyticsOptions plus every connector/sink options class present in this install."""
+    import importlib
+
+    classes: list[type[PipelineOptions]] = [AnalyticsOptions]
+    for name in EXTRA_OPTION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+            continue
+        classes += [
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, PipelineOptions) and obj.__module__ == name
+        ]
+    return classes
+
+
+def add_all_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds every analytics, connector and sink option to `parser` (for --help and checks)."""
+    for cls in all_option_classes():
+        cls._add_argparse_args(parser)

@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
-from pipelines.options import AnalyticsOptions
+from pipelines.options import add_all_arguments
 from transforms.sinks import NAMESPACE
 
 DESCRIPTION = """Windowed analytics over a regional event stream, written to object storage.
@@ -29,8 +29,10 @@ Any Beam pipeline option (--runner, --streaming, --direct_num_workers, ...) also
 
 
 def _help_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.run", description=DESCRIPTION)
-    AnalyticsOptions._add_argparse_args(parser)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.run", usage="%(prog)s [options]", description=DESCRIPTION
+    )
+    add_all_arguments(parser)
     beam_group = parser.add_argument_group("common Beam options (all others are accepted too)")
     beam_group.add_argument("--runner", help="DirectRunner (default), DataflowRunner, FlinkRunner or SparkRunner.")
     beam_group.add_argument(
