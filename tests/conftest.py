@@ -20,7 +20,7 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from tests.services import (
+from tests.services import (  # noqa: E402 - needs the sys.path entry above
     AzuriteService,
     GcsService,
     KafkaService,

@@ -112,6 +112,23 @@ def test_gcs_upload_download(gcs_service: GcsService) -> None:
     )
 
 
+def test_gcs_beam_gcsio(gcs_service: GcsService, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Beam's GcsIO (batch deletes included) reaches the emulator through env() alone.
+    from apache_beam.io.gcp import gcsio
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    for key, value in gcs_service.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = gcs_service.client().create_bucket(_name("bucket")).name
+    io = gcsio.GcsIO(pipeline_options=PipelineOptions([f"--project={gcs_service.project_id}"]))
+    path = f"gs://{bucket}/eu/part-0.json"
+    with io.open(path, "wb") as f:
+        f.write(b'{"count": 7}')
+    assert io.open(path).read() == b'{"count": 7}'
+    io.delete_batch([path])
+    assert not io.exists(path)
+
+
 def test_gcs_via_env_in_subprocess(gcs_service: GcsService) -> None:
     # The CLI runs in a subprocess and finds the emulator only through env().
     bucket = gcs_service.client().create_bucket(_name("bucket"))

@@ -98,6 +98,6 @@ def start_kafka(port: int | None = None) -> KafkaService:
         url = f"tcp://{HOST}:{port}"
         argv = [str(tansu_binary()), "broker", "--listener-url", url,
                 "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
-        handle = LocalProcess("tansu", argv, _probe(port))
+        handle = LocalProcess("tansu", argv, _probe(port), env={"NO_COLOR": "1"})
     handle.start()
     return KafkaService(bootstrap=f"{HOST}:{port}", handle=handle)
