@@ -26,7 +26,7 @@ class JobConfig:
     schema: EventSchema
     window: WindowSpec
     allowed_lateness_s: float
-    early_firing_s: float | None
+    early_firing_s: int | None
     output: SinkSpec
     output_format: str
     dead_letter: SinkSpec

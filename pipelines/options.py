@@ -78,10 +78,11 @@ class AnalyticsOptions(PipelineOptions):
         )
         group.add_argument(
             "--early_firing",
-            type=float,
+            type=int,
             default=None,
-            help="Emit accumulating EARLY panes every this many seconds of processing time before the "
-            "watermark closes a window (streaming path). Default: off",
+            help="Emit accumulating EARLY panes every this many whole seconds of processing time (Beam's "
+            "processing-time triggers count whole seconds) before the watermark closes a window; "
+            "implies the streaming path. Default: off",
         )
         group.add_argument(
             "--output",

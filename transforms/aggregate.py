@@ -216,17 +216,18 @@ class MergePartials(beam.CombineFn):
         return Partial()
 
     def add_input(self, accumulator: Partial, element: Partial) -> Partial:
-        if accumulator.count == 0:
-            return element
+        # Never return or mutate `element`: runners may keep inputs and re-combine them
+        # (accumulating panes), so aliasing would count events twice.
         return accumulator.merge(element)
 
     def merge_accumulators(self, accumulators: Iterable[Partial]) -> Partial:
-        merged: Partial | None = None
-        for acc in accumulators:
-            if acc.count == 0:
-                continue
-            merged = acc if merged is None else merged.merge(acc)
-        return merged if merged is not None else Partial()
+        # Only the first accumulator may be modified, as Beam allows.
+        iterator = iter(accumulators)
+        merged = next(iterator, None) or Partial()
+        for acc in iterator:
+            if acc.count:
+                merged.merge(acc)
+        return merged
 
     def compact(self, accumulator: Partial) -> Partial:
         accumulator._compact()
@@ -244,7 +245,9 @@ class MergeSessions(beam.CombineFn):
         return []
 
     def add_input(self, accumulator: list, element: tuple) -> list:
-        return _merge_sessions(accumulator + [element])
+        start, end, partial = element
+        # A copy: merging sessions modifies the earlier one, and inputs must stay untouched.
+        return _merge_sessions(accumulator + [(start, end, Partial().merge(partial))])
 
     def merge_accumulators(self, accumulators: Iterable[list]) -> list:
         combined: list = []

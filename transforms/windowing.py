@@ -131,7 +131,7 @@ def beam_window_fn(spec: WindowSpec) -> beam_window.WindowFn:
     return PartialWindows()
 
 
-def build_trigger(early_firing_s: float | None, allowed_lateness_s: float) -> beam_trigger.TriggerFn:
+def build_trigger(early_firing_s: int | None, allowed_lateness_s: float) -> beam_trigger.TriggerFn:
     """On-time pane at the watermark, optional processing-time early panes, one late pane per late batch."""
     early = beam_trigger.AfterProcessingTime(early_firing_s) if early_firing_s else None
     late = beam_trigger.AfterCount(1) if allowed_lateness_s > 0 else None

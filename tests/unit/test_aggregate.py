@@ -1,0 +1,80 @@
+"""Partials: exact metrics, sketch error bounds, merge semantics and serialization."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import pytest
+
+from transforms.aggregate import (
+    EXACT_LIMIT,
+    HLL_RELATIVE_ERROR,
+    KLL_RANK_ERROR,
+    MergePartials,
+    Partial,
+    preaggregate,
+)
+from transforms.decode import EventColumns
+from transforms.windowing import parse_window
+
+
+def exact_rank(values, x):
+    return sum(v <= x for v in values) / len(values)
+
+
+def test_small_groups_are_exact():
+    part = Partial.of([5.0, 1.0, 3.0, 2.0, 4.0], ["a", "b", "a", None, "c"])
+    metrics = part.metrics()
+    assert metrics == {"count": 5, "sum": 15.0, "min": 1.0, "max": 5.0, "mean": 3.0,
+                       "p50": 3.0, "p95": 5.0, "p99": 5.0, "distinct_ids": 3}
+
+
+def test_large_groups_switch_to_sketches_within_stated_error():
+    rng = random.Random(7)
+    values = [rng.lognormvariate(3, 1) for _ in range(50_000)]
+    ids = [f"id{rng.randrange(20_000)}" for _ in range(50_000)]
+    chunks = [Partial.of(values[i:i + 1000], ids[i:i + 1000]) for i in range(0, 50_000, 1000)]
+    combiner = MergePartials()
+    acc = combiner.create_accumulator()
+    for chunk in chunks:
+        acc = combiner.add_input(acc, chunk)
+    acc = pickle.loads(pickle.dumps(acc))  # as after a shuffle
+    metrics = acc.metrics()
+    assert acc.values is None and acc.ids is None, "a group this large must be sketched"
+    assert metrics["count"] == 50_000
+    assert metrics["sum"] == pytest.approx(sum(values))
+    assert metrics["min"] == min(values) and metrics["max"] == max(values)
+    for name, rank in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        assert abs(exact_rank(values, metrics[name]) - rank) <= 3 * KLL_RANK_ERROR
+    true_distinct = len(set(ids))
+    assert abs(metrics["distinct_ids"] - true_distinct) <= 3 * HLL_RELATIVE_ERROR * true_distinct
+
+
+def test_merge_reads_but_never_modifies_its_input():
+    left = Partial.of([1.0, 2.0], ["a", "b"])
+    right = Partial.of([float(i) for i in range(EXACT_LIMIT + 10)], [str(i) for i in range(EXACT_LIMIT + 10)])
+    before = pickle.dumps(right)
+    left.merge(right)
+    assert pickle.dumps(right) == before
+    assert left.count == EXACT_LIMIT + 12
+
+
+def test_combine_fn_does_not_alias_inputs():
+    combiner = MergePartials()
+    element = Partial.of([1.0], ["a"])
+    acc = combiner.add_input(combiner.create_accumulator(), element)
+    combiner.add_input(acc, Partial.of([2.0], ["b"]))
+    assert element.count == 1 and element.values == [1.0]
+
+
+def test_preaggregate_groups_by_window_and_dimensions():
+    columns = EventColumns(
+        times_ms=[0, 59_999, 60_000, 10],
+        ids=["a", "b", "c", "d"],
+        values=[1.0, 2.0, 3.0, 4.0],
+        dims=[("eu", "k"), ("eu", "k"), ("eu", "k"), ("us", "k")],
+    )
+    groups = {key: part.metrics()["sum"] for key, part in preaggregate(columns, parse_window("fixed:60")).items()}
+    assert groups == {(0, 60_000, ("eu", "k")): 3.0, (60_000, 120_000, ("eu", "k")): 3.0,
+                      (0, 60_000, ("us", "k")): 4.0}

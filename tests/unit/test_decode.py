@@ -1,0 +1,97 @@
+"""Decoding: every kind of bad record reaches the dead letters with its reason; good ones decode."""
+
+from __future__ import annotations
+
+import io
+
+import fastavro
+import orjson
+import pytest
+
+from io_connectors.records import RawBatch, ReadFailure
+from transforms.decode import Decoder, EventSchema, parse_event_time
+
+
+def decode(records, **kwargs):
+    return Decoder(EventSchema(), **kwargs).decode(RawBatch("src", records))
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "invalid JSON"),
+        (b"", "empty record"),
+        (b'{"event_time": 1000, "region": "r", "key": "k"}', "missing value field 'value'"),
+        (b'{"event_time": 1000, "region": "r", "key": "k", "value": "12"}', "expected a number"),
+        (b'{"event_time": 1000, "region": "r", "key": "k", "value": true}', "expected a number"),
+        (b'{"region": "r", "key": "k", "value": 1}', "missing event time field 'event_time'"),
+        (b'{"event_time": "noon", "region": "r", "key": "k", "value": 1}', "expected epoch millis or ISO-8601"),
+        (b'{"event_time": -5, "region": "r", "key": "k", "value": 1}', "outside 1970..2100"),
+        (b'{"event_time": 99999999999999999, "region": "r", "key": "k", "value": 1}', "outside 1970..2100"),
+        (b'{"event_time": 1000, "key": "k", "value": 1}', "dimension field 'region'"),
+        (b'{"event_time": 1000, "region": {"a": 1}, "key": "k", "value": 1}', "dimension field 'region'"),
+        (b'{"event_time": 1000, "region": "r", "key": "k", "value": NaN}', "invalid JSON"),
+        (b"[1, 2, 3]", "expected a JSON object"),
+        (b"\xff\xfe\x00garbage", "invalid JSON"),
+        (b'{"event_time": 1000, "region": "r", "key": "k", "value": 1, "pad": "' + b"x" * (1 << 20) + b'"}',
+         "over the 1048576-byte limit"),
+    ],
+)
+def test_bad_records_become_dead_letters_with_reason(payload, reason):
+    columns, dead = decode([payload])
+    assert len(columns) == 0
+    assert len(dead) == 1
+    assert reason in dead[0]["error"]
+    assert dead[0]["source"] == "src:0"
+
+
+def test_dead_letter_payload_is_text_when_utf8_else_base64():
+    _, dead = decode([b"{bad", b"\xff\xfe{"])
+    assert dead[0]["payload"] == "{bad"
+    assert "payload" not in dead[1]
+    assert dead[1]["payload_b64"] == "//57"
+
+
+def test_good_records_decode_and_unknown_fields_are_ignored():
+    good = orjson.dumps({"event_id": "a", "event_time": "2026-01-01T00:00:01Z", "region": "eu", "key": 7,
+                         "value": 2, "extra": {"nested": True}})
+    columns, dead = decode([good, b'{"event_time": 1500, "region": "us", "key": "x", "value": 1.5}'])
+    assert dead == []
+    assert columns.times_ms == [1_767_225_601_000, 1500]
+    assert columns.values == [2.0, 1.5]
+    assert columns.dims == [("eu", "7"), ("us", "x")]
+    assert columns.ids == ["a", None]
+
+
+@pytest.mark.parametrize(
+    ("raw", "millis"),
+    [
+        (1_700_000_000_123, 1_700_000_000_123),
+        ("1700000000123", 1_700_000_000_123),
+        ("2026-01-01T00:00:00Z", 1_767_225_600_000),
+        ("2026-01-01T01:00:00+01:00", 1_767_225_600_000),
+        ("2026-01-01T00:00:00.250", 1_767_225_600_250),
+    ],
+)
+def test_event_time_accepts_epoch_millis_and_iso8601(raw, millis):
+    assert parse_event_time(raw, "event_time") == millis
+
+
+def test_schemaless_avro_needs_a_schema_and_decodes_with_one():
+    schema = {"type": "record", "name": "E", "fields": [
+        {"name": "event_id", "type": "string"}, {"name": "event_time", "type": "long"},
+        {"name": "region", "type": "string"}, {"name": "key", "type": "string"}, {"name": "value", "type": "double"}]}
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema),
+                               {"event_id": "a", "event_time": 5000, "region": "eu", "key": "k", "value": 3.0})
+    _, dead = decode([buffer.getvalue()], input_format="avro")
+    assert "no --avro_schema given" in dead[0]["error"]
+    columns, dead = decode([buffer.getvalue(), b"\x02"], input_format="avro", avro_schema=schema)
+    assert columns.values == [3.0]
+    assert len(dead) == 1 and "invalid Avro" in dead[0]["error"]
+
+
+def test_read_failures_from_sources_become_dead_letters():
+    columns, dead = decode([ReadFailure("unreadable Avro container after record 3: bad block", b"")])
+    assert len(columns) == 0
+    assert dead[0]["error"].startswith("unreadable Avro container")
