@@ -15,8 +15,7 @@ from ._base import (
     http_probe,
     require_module,
 )
-
-PROJECT_ID = "test-project"
+from ._gcp import PROJECT_ID, fake_adc_file
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,12 @@ class GcsService(Controllable):
     handle: ServiceHandle = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def env(self) -> dict[str, str]:
-        """STORAGE_EMULATOR_HOST and a project id (clients use anonymous credentials)."""
-        return {"STORAGE_EMULATOR_HOST": self.endpoint_url, "GOOGLE_CLOUD_PROJECT": self.project_id}
+        """STORAGE_EMULATOR_HOST, a project id and offline dummy credentials."""
+        return {
+            "STORAGE_EMULATOR_HOST": self.endpoint_url,
+            "GOOGLE_CLOUD_PROJECT": self.project_id,
+            "GOOGLE_APPLICATION_CREDENTIALS": fake_adc_file(),
+        }
 
     def client(self) -> Any:
         """A google.cloud.storage.Client with anonymous credentials."""

@@ -20,6 +20,7 @@ from ._base import (
     http_probe,
 )
 from ._containers import ContainerProcess, use_containers
+from ._gcp import PROJECT_ID, fake_adc_file
 
 EMULATOR = Path(
     os.environ.get(
@@ -28,7 +29,6 @@ EMULATOR = Path(
     )
 )
 CLOUD_SDK_IMAGE = "gcr.io/google.com/cloudsdktool/google-cloud-cli:emulators"
-PROJECT_ID = "test-project"
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,12 @@ class PubSubService(Controllable):
     handle: ServiceHandle = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def env(self) -> dict[str, str]:
-        """PUBSUB_EMULATOR_HOST and a project id; client libraries then skip auth."""
+        """PUBSUB_EMULATOR_HOST, a project id and offline dummy credentials."""
         return {
             "PUBSUB_EMULATOR_HOST": self.host,
             "PUBSUB_PROJECT_ID": self.project_id,
             "GOOGLE_CLOUD_PROJECT": self.project_id,
+            "GOOGLE_APPLICATION_CREDENTIALS": fake_adc_file(),
         }
 
     def publisher(self) -> Any:
