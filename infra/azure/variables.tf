@@ -1,0 +1,183 @@
+variable "subscription_id" {
+  type        = string
+  description = "Azure subscription that holds every resource."
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", var.subscription_id))
+    error_message = "subscription_id must be a GUID."
+  }
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Short lowercase prefix for every resource name (3-10 letters or digits; starts with a letter)."
+  default     = "bra"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{2,9}$", var.name_prefix))
+    error_message = "name_prefix must match ^[a-z][a-z0-9]{2,9}$."
+  }
+}
+
+variable "jurisdictions" {
+  type        = set(string)
+  description = "Jurisdictions of ../regions.json to deploy; every Azure region they list gets a namespace (with geo-DR), a storage account and an HDInsight cluster."
+  default     = ["us", "eu", "apac"]
+
+  validation {
+    condition     = length(var.jurisdictions) > 0 && alltrue([for j in var.jurisdictions : contains(["us", "eu", "apac"], j)])
+    error_message = "jurisdictions must be a non-empty subset of us, eu, apac."
+  }
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags on every resource. Must contain cost-center and data-classification (public, internal, confidential or restricted); jurisdiction and region are added per region and must not be set here."
+
+  validation {
+    condition     = alltrue([for k in ["cost-center", "data-classification"] : contains(keys(var.tags), k)])
+    error_message = "tags must contain cost-center and data-classification."
+  }
+
+  validation {
+    condition     = contains(["public", "internal", "confidential", "restricted"], lookup(var.tags, "data-classification", ""))
+    error_message = "tags[\"data-classification\"] must be public, internal, confidential or restricted."
+  }
+
+  validation {
+    condition     = !contains(keys(var.tags), "jurisdiction") && !contains(keys(var.tags), "region")
+    error_message = "tags must not set jurisdiction or region: they are derived from regions.json per region."
+  }
+
+  validation {
+    condition     = alltrue([for k, v in var.tags : can(regex("^[^<>%&\\\\?/]{1,512}$", k)) && length(v) <= 256])
+    error_message = "Azure tag names (1-512) cannot contain < > % & \\ ? / and values are at most 256 characters."
+  }
+}
+
+variable "eventhubs" {
+  type = object({
+    sku                      = optional(string, "Standard")
+    capacity                 = optional(number, 1)
+    maximum_throughput_units = optional(number, 10)
+    partition_count          = optional(number, 8)
+    retention_days           = optional(number, 7)
+    consumer_group           = optional(string, "beam-analytics")
+  })
+  description = "Event Hubs per region: sku Standard (auto-inflate to maximum_throughput_units) or Premium, capacity, partitions, retention days, the pipeline's consumer group."
+  default     = {}
+
+  validation {
+    condition     = contains(["Standard", "Premium"], var.eventhubs.sku)
+    error_message = "eventhubs.sku must be Standard or Premium (the Kafka endpoint needs Standard or higher)."
+  }
+
+  validation {
+    condition     = var.eventhubs.partition_count >= 1 && var.eventhubs.partition_count <= 32
+    error_message = "eventhubs.partition_count must be between 1 and 32."
+  }
+}
+
+variable "storage" {
+  type = object({
+    delete_after_days         = optional(number, 400)
+    soft_delete_days          = optional(number, 14)
+    allowed_ip_ranges         = optional(list(string), [])
+    infrastructure_encryption = optional(bool, true)
+  })
+  description = "ADLS Gen2 per region: Cool after 30 days and Archive after 90 are fixed; deletion age (> 90), soft-delete days, public IP ranges allowed through the storage and Event Hubs firewalls (e.g. your office). Replication is GRS (to Azure's paired region, inside the jurisdiction)."
+  default     = {}
+
+  validation {
+    condition     = var.storage.delete_after_days > 90 && var.storage.delete_after_days <= 3650
+    error_message = "storage.delete_after_days must be between 91 and 3650."
+  }
+
+}
+
+variable "networks" {
+  type = map(object({
+    vnet_cidr   = string
+    subnet_cidr = string
+  }))
+  description = "VNet and HDInsight subnet address spaces, keyed by Azure region; one entry for every deployed region."
+  default = {
+    eastus        = { vnet_cidr = "10.110.0.0/16", subnet_cidr = "10.110.0.0/22" }
+    westeurope    = { vnet_cidr = "10.120.0.0/16", subnet_cidr = "10.120.0.0/22" }
+    southeastasia = { vnet_cidr = "10.130.0.0/16", subnet_cidr = "10.130.0.0/22" }
+  }
+
+  validation {
+    condition     = alltrue([for r, n in var.networks : can(cidrhost(n.vnet_cidr, 0)) && can(cidrhost(n.subnet_cidr, 0))])
+    error_message = "networks values must hold IPv4 CIDR ranges."
+  }
+}
+
+variable "hdinsight" {
+  type = object({
+    head_vm_size      = optional(string, "Standard_E4_V3")
+    worker_vm_size    = optional(string, "Standard_E8_V3")
+    worker_count      = optional(number, 2)
+    worker_max_count  = optional(number, 8)
+    zookeeper_vm_size = optional(string, "Standard_A2_V2")
+    ssh_public_key    = string
+    flink_version     = optional(string, "1.19.1")
+    task_slots        = optional(number, 4)
+    checkpoint_ms     = optional(number, 60000)
+  })
+  description = "HDInsight 5.1 per region: VM sizes, workers and autoscale cap, sshuser's public key (required), Flink release for the script action (1.19.x), task slots, checkpoint interval in ms."
+
+  validation {
+    condition     = can(regex("^1\\.19\\.[0-9]+$", var.hdinsight.flink_version))
+    error_message = "hdinsight.flink_version must be a Flink 1.19.x release."
+  }
+
+  validation {
+    condition     = var.hdinsight.worker_count >= 1 && var.hdinsight.worker_max_count >= var.hdinsight.worker_count
+    error_message = "hdinsight.worker_count must be >= 1 and worker_max_count >= worker_count."
+  }
+}
+
+variable "pipeline_wheel_path" {
+  type        = string
+  description = "Local path of the pipeline wheel built with `pip wheel --no-deps . -w dist`."
+  default     = "../../dist/beam_regional_analytics-0.1.0-py3-none-any.whl"
+
+  validation {
+    condition     = can(regex("\\.whl$", var.pipeline_wheel_path))
+    error_message = "pipeline_wheel_path must point to a .whl file."
+  }
+}
+
+variable "beam_version" {
+  type        = string
+  description = "apache-beam version installed on the cluster nodes; must equal BEAM_VERSION in setup.py."
+  default     = "2.77.0"
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.beam_version))
+    error_message = "beam_version must be a release number such as 2.77.0."
+  }
+}
+
+variable "worker_pool_port" {
+  type        = number
+  description = "Port of the Beam Python worker pool on every node."
+  default     = 50000
+
+  validation {
+    condition     = var.worker_pool_port >= 1024 && var.worker_pool_port <= 65535
+    error_message = "worker_pool_port must be between 1024 and 65535."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "Retention of each region's Log Analytics workspace in days (30-730)."
+  default     = 90
+
+  validation {
+    condition     = var.log_retention_days >= 30 && var.log_retention_days <= 730
+    error_message = "log_retention_days must be between 30 and 730."
+  }
+}
