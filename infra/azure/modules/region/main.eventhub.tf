@@ -6,8 +6,8 @@ locals {
   namespace_settings = {
     sku                      = var.eventhubs.sku
     capacity                 = var.eventhubs.capacity
-    auto_inflate_enabled     = var.eventhubs.sku == "Standard"
-    maximum_throughput_units = var.eventhubs.sku == "Standard" ? var.eventhubs.maximum_throughput_units : null
+    auto_inflate_enabled     = (var.eventhubs.sku == "Standard")
+    maximum_throughput_units = (var.eventhubs.sku == "Standard" ? var.eventhubs.maximum_throughput_units : null)
   }
 }
 
