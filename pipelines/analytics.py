@@ -6,7 +6,7 @@ in a single step, so the elements that reach the shuffle scale with groups, not 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -17,7 +17,14 @@ from apache_beam.utils.timestamp import Timestamp
 from io_connectors.records import RawBatch
 from io_connectors.sources import source_from_uri
 from pipelines.config import JobConfig
-from transforms.aggregate import MergePartials, MergeSessions, Partial, preaggregate
+from transforms.aggregate import (
+    MergeGroups,
+    MergePartials,
+    MergeSessions,
+    Partial,
+    preaggregate,
+    preaggregate_by_window,
+)
 from transforms.decode import Decoder
 from transforms.sinks import NAMESPACE, WriteAggregates, WriteDeadLetters
 from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
@@ -26,7 +33,11 @@ DEAD_LETTER = "dead_letter"
 
 
 class DecodeAndPreAggregate(beam.DoFn):
-    """RawBatch -> ((window_start_ms, window_end_ms, dims), Partial) per group, plus dead letters."""
+    """RawBatch -> pre-aggregated partials, plus dead letters.
+
+    Non-merging windows: ((window_start_ms, window_end_ms, shard), {dims: Partial}).
+    Sessions: ((session_start_ms, session_end_ms, dims), Partial), merged later per dims.
+    """
 
     def __init__(self, config: JobConfig, timestamped: bool) -> None:
         self._config = config
@@ -48,33 +59,41 @@ class DecodeAndPreAggregate(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
         if not columns:
             return
-        for key, partial in preaggregate(columns, self._config.window).items():
+        window = self._config.window
+        if window.merging:
+            groups = preaggregate(columns, window)
+        else:
+            groups = preaggregate_by_window(columns, window, self._config.window_shards)
+        for key, value in groups.items():
             if self._timestamped:
-                # The partial's timestamp is its window's start: inside the window, which is
-                # all the window functions and the watermark hold need.
-                yield TimestampedValue((key, partial), Timestamp(micros=key[0] * 1000))
+                # Stamped with the window's start: inside the window, which is all that the
+                # window functions and watermark holds need.
+                yield TimestampedValue((key, value), Timestamp(micros=key[0] * 1000))
             else:
-                yield key, partial
+                yield key, value
 
 
-class AggregateRecord(NamedTuple):
-    """What formatting needs to build one output record."""
-
-    start_ms: int
-    end_ms: int
-    dims: tuple
-    partial: Partial
-    pane: str
-    pane_index: int
-
-
-def to_record(agg: AggregateRecord, dimensions: tuple[str, ...]) -> dict[str, Any]:
-    record: dict[str, Any] = {"window_start": iso_utc(agg.start_ms), "window_end": iso_utc(agg.end_ms)}
-    record.update(zip(dimensions, agg.dims, strict=False))
-    record.update(agg.partial.metrics())
-    record["pane"] = agg.pane
-    record["pane_index"] = agg.pane_index
+def to_record(
+    start_ms: int,
+    end_ms: int,
+    dims: tuple,
+    partial: Partial,
+    pane: str,
+    pane_index: int,
+    dimensions: tuple[str, ...],
+) -> dict[str, Any]:
+    record: dict[str, Any] = {"window_start": iso_utc(start_ms), "window_end": iso_utc(end_ms)}
+    record.update(zip(dimensions, dims, strict=True))
+    record.update(partial.metrics())
+    record["pane"] = pane
+    record["pane_index"] = pane_index
     return record
+
+
+def shard_records(
+    start_ms: int, end_ms: int, groups: dict, pane: str, pane_index: int, dimensions: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    return [to_record(start_ms, end_ms, dims, part, pane, pane_index, dimensions) for dims, part in groups.items()]
 
 
 class BoundedAggregate(beam.PTransform):
@@ -95,32 +114,36 @@ class BoundedAggregate(beam.PTransform):
                 | "KeyByDims" >> beam.Map(lambda kv: (kv[0][2], (kv[0][0], kv[0][1], kv[1])))
                 | "MergeSessions" >> beam.CombinePerKey(MergeSessions())
                 | "ToRecords"
-                >> beam.FlatMap(
-                    lambda kv: [to_record(AggregateRecord(s, e, kv[0], p, "ON_TIME", 0), dims) for s, e, p in kv[1]]
-                )
+                >> beam.FlatMap(lambda kv: [to_record(s, e, kv[0], p, "ON_TIME", 0, dims) for s, e, p in kv[1]])
             )
         return (
             partials
-            | "Merge" >> beam.CombinePerKey(MergePartials())
-            | "ToRecords"
-            >> beam.Map(lambda kv: to_record(AggregateRecord(kv[0][0], kv[0][1], kv[0][2], kv[1], "ON_TIME", 0), dims))
+            | "Merge" >> beam.CombinePerKey(MergeGroups())
+            | "ToRecords" >> beam.FlatMap(lambda kv: shard_records(kv[0][0], kv[0][1], kv[1], "ON_TIME", 0, dims))
         )
 
 
+PANE_TIMING = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}
+
+
 class _FormatPane(beam.DoFn):
-    def __init__(self, dimensions: tuple[str, ...]) -> None:
+    def __init__(self, dimensions: tuple[str, ...], merging: bool) -> None:
         self._dims = dimensions
+        self._merging = merging
 
     def process(
         self,
-        element: tuple[tuple, Partial],
+        element: tuple[Any, Any],
         window: Any = beam.DoFn.WindowParam,
         pane: Any = beam.DoFn.PaneInfoParam,
     ) -> Iterator[dict[str, Any]]:
-        dims, partial = element
         start_ms, end_ms = window_bounds_ms(window)
-        timing = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}.get(pane.timing, "ON_TIME")
-        yield to_record(AggregateRecord(start_ms, end_ms, dims, partial, timing, pane.index), self._dims)
+        timing = PANE_TIMING.get(pane.timing, "ON_TIME")
+        key, value = element
+        if self._merging:
+            yield to_record(start_ms, end_ms, key, value, timing, pane.index, self._dims)
+        else:
+            yield from shard_records(start_ms, end_ms, value, timing, pane.index, self._dims)
 
 
 class WindowedAggregate(beam.PTransform):
@@ -133,6 +156,7 @@ class WindowedAggregate(beam.PTransform):
 
     def expand(self, partials: beam.PCollection) -> beam.PCollection:
         config = self._config
+        merging = config.window.merging
         return (
             partials
             | "Window"
@@ -142,9 +166,10 @@ class WindowedAggregate(beam.PTransform):
                 accumulation_mode=beam_trigger.AccumulationMode.ACCUMULATING,
                 allowed_lateness=config.allowed_lateness_s,
             )
-            | "KeyByDims" >> beam.Map(lambda kv: (kv[0][2], kv[1]))
-            | "Merge" >> beam.CombinePerKey(MergePartials())
-            | "ToRecords" >> beam.ParDo(_FormatPane(config.schema.dimensions))
+            # The window now lives in Beam's window; the key keeps what is left (dims or shard).
+            | "KeyInWindow" >> beam.Map(lambda kv: (kv[0][2], kv[1]))
+            | "Merge" >> beam.CombinePerKey(MergePartials() if merging else MergeGroups())
+            | "ToRecords" >> beam.ParDo(_FormatPane(config.schema.dimensions, merging))
         )
 
 

@@ -11,6 +11,8 @@ from io_connectors.sources import check_source
 from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
 from pipelines.options import AnalyticsOptions
 from transforms.decode import EventSchema
+from transforms.sink_options import SinkOptionError, SinkOptions, check_sink_options
+from transforms.sovereignty import SovereigntyError, enforce_jurisdiction
 from transforms.windowing import WindowSpec, WindowSpecError, parse_window
 
 
@@ -27,6 +29,7 @@ class JobConfig:
     window: WindowSpec
     allowed_lateness_s: float
     early_firing_s: int | None
+    window_shards: int
     output: SinkSpec
     output_format: str
     dead_letter: SinkSpec
@@ -93,11 +96,27 @@ def build_config(options: PipelineOptions) -> JobConfig:
         raise ConfigError(f"--allowed_lateness {opts.allowed_lateness} is negative; give 0 or more seconds.")
     if opts.early_firing is not None and opts.early_firing <= 0:
         raise ConfigError(f"--early_firing {opts.early_firing} must be a positive number of seconds.")
+    if opts.window_shards < 1:
+        raise ConfigError(f"--window_shards {opts.window_shards} must be at least 1.")
     if opts.max_records is not None and opts.max_records <= 0:
         raise ConfigError(f"--max_records {opts.max_records} must be positive.")
     if opts.max_read_time is not None and opts.max_read_time <= 0:
         raise ConfigError(f"--max_read_time {opts.max_read_time} must be a positive number of seconds.")
     avro_schema = _load_avro_schema(opts.avro_schema)
+    try:
+        # Refuse, before anything starts, secrets on the command line and (with --jurisdiction)
+        # a source or sink outside the jurisdiction.
+        check_sink_options(options)
+        enforce_jurisdiction(
+            opts.jurisdiction,
+            source,
+            [("sink", output.path), ("dead-letter sink", dead_letter.path)],
+            options,
+            sink_region=opts.sink_region,
+            source_region=options.view_as(SinkOptions).source_region,
+        )
+    except (SinkOptionError, SovereigntyError) as err:
+        raise ConfigError(str(err)) from None
     return JobConfig(
         source=source,
         input_format=opts.input_format,
@@ -106,6 +125,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
         window=window,
         allowed_lateness_s=opts.allowed_lateness,
         early_firing_s=opts.early_firing,
+        window_shards=opts.window_shards,
         output=output,
         output_format=opts.output_format,
         dead_letter=dead_letter,

@@ -85,6 +85,13 @@ class AnalyticsOptions(PipelineOptions):
             "implies the streaming path. Default: off",
         )
         group.add_argument(
+            "--window_shards",
+            type=int,
+            default=4,
+            help="Split each window's groups into this many shards, each combined under its own key "
+            "and written to its own files: more parallelism for windows with many groups. Default: 4",
+        )
+        group.add_argument(
             "--output",
             default=DEFAULT_OUTPUT,
             help="Where aggregates go: a directory or file:///dir, s3://bucket/prefix, gs://bucket/prefix, "
