@@ -24,7 +24,8 @@ def test_provider_major_versions_are_pinned(directory):
     required = tf.one(terraform["required_providers"])
     assert required, "no required_providers"
     for name, spec in required.items():
-        assert re.fullmatch(r"~> \d+\.\d+", spec["version"]), f"{name} version {spec['version']!r} is not ~> MAJOR.MINOR"
+        version = spec["version"]
+        assert re.fullmatch(r"~> \d+\.\d+", version), f"{name} version {version!r} is not ~> MAJOR.MINOR"
 
 
 def test_every_tf_file_parses():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import hcl2
@@ -31,7 +31,7 @@ def tf_files() -> list[Path]:
     return sorted(p for p in INFRA.rglob("*.tf") if ".terraform" not in p.parts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse(path: Path) -> dict:
     with open(path, encoding="utf-8") as handle:
         return hcl2.load(handle)
@@ -55,7 +55,7 @@ def resources(directory: Path, rtype: str | None = None) -> Iterator[tuple[str, 
 
 
 def resource(directory: Path, rtype: str, name: str) -> dict:
-    for kind, rname, body in resources(directory, rtype):
+    for _kind, rname, body in resources(directory, rtype):
         if rname == name:
             return body
     raise AssertionError(f"{directory.relative_to(REPO)} has no {rtype}.{name}")

@@ -170,6 +170,7 @@ variable "pipeline_options" {
     window           = optional(string)
     allowed_lateness = optional(number)
     early_firing     = optional(number)
+    window_shards    = optional(number)
     output_format    = optional(string)
     max_records      = optional(number)
     max_read_time    = optional(number)

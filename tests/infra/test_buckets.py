@@ -1,0 +1,160 @@
+"""Every bucket/container: encryption, lifecycle rules, public access blocked."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.infra import tf
+
+AWS_MODULE = tf.INFRA / "aws/modules/region"
+AZURE_MODULE = tf.INFRA / "azure/modules/region"
+GCP_MODULE = tf.INFRA / "gcp/modules/region"
+
+AWS_COMPANIONS = (
+    "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_public_access_block",
+    "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_versioning",
+    "aws_s3_bucket_policy",
+    "aws_s3_bucket_ownership_controls",
+)
+
+
+def _s3_buckets() -> list[str]:
+    return [name for _, name, _ in tf.resources(AWS_MODULE, "aws_s3_bucket")]
+
+
+def _companion(rtype: str, bucket: str) -> dict:
+    for _, _, body in tf.resources(AWS_MODULE, rtype):
+        if body["bucket"] == f"${{aws_s3_bucket.{bucket}.id}}":
+            return body
+    raise AssertionError(f"aws_s3_bucket.{bucket} has no {rtype}")
+
+
+@pytest.mark.parametrize("bucket", _s3_buckets())
+def test_s3_bucket_has_every_guard(bucket):
+    for rtype in AWS_COMPANIONS:
+        _companion(rtype, bucket)
+    sse = tf.one(_companion("aws_s3_bucket_server_side_encryption_configuration", bucket)["rule"])
+    default = tf.one(sse["apply_server_side_encryption_by_default"])
+    assert default["sse_algorithm"] == "aws:kms" and "aws_kms_key" in default["kms_master_key_id"]
+    block = _companion("aws_s3_bucket_public_access_block", bucket)
+    for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+        assert block[flag] is True, f"{bucket}: {flag} is not true"
+    assert tf.one(_companion("aws_s3_bucket_versioning", bucket)["versioning_configuration"])["status"] == "Enabled"
+    policy = _companion("aws_s3_bucket_policy", bucket)["policy"]
+    assert "aws:SecureTransport" in policy and "Deny" in policy, f"{bucket}: no TLS-only policy"
+    rule = tf.one(_companion("aws_s3_bucket_lifecycle_configuration", bucket)["rule"])
+    assert rule["status"] == "Enabled"
+    assert "abort_incomplete_multipart_upload" in rule and "expiration" in rule
+
+
+def test_aggregates_bucket_tiers_ia_30_glacier_ir_90_and_expires_configurably():
+    rule = tf.one(_companion("aws_s3_bucket_lifecycle_configuration", "data")["rule"])
+    transitions = {(t["days"], t["storage_class"]) for t in rule["transition"]}
+    assert transitions == {(30, "STANDARD_IA"), (90, "GLACIER_IR")}
+    assert tf.one(rule["expiration"])["days"] == "${var.bucket.expiration_days}"
+
+
+def test_kinesis_stream_is_kms_encrypted_with_configurable_mode_and_retention():
+    stream = tf.resource(AWS_MODULE, "aws_kinesis_stream", "events")
+    assert stream["encryption_type"] == "KMS" and "aws_kms_key" in stream["kms_key_id"]
+    assert stream["retention_period"] == "${var.kinesis.retention_hours}"
+    assert tf.one(stream["stream_mode_details"])["stream_mode"] == "${var.kinesis.mode}"
+    assert tf.variables(tf.INFRA / "aws")["kinesis"]["type"].count("ON_DEMAND") == 1
+
+
+def test_emr_runs_a_beam_supported_flink_with_scaling_spot_and_encryption():
+    cluster = tf.resource(AWS_MODULE, "aws_emr_cluster", "flink")
+    assert "Flink" in cluster["applications"]
+    assert cluster["release_label"] == "${var.emr.release_label}"
+    assert "'emr-7.4.0', optional" in tf.variables(tf.INFRA / "aws")["emr"]["type"].replace('"', "'") or (
+        "emr-7.4.0" in tf.variables(tf.INFRA / "aws")["emr"]["type"]
+    )
+    assert "aws_emr_security_configuration" in cluster["security_configuration"]
+    assert cluster["log_uri"].startswith("s3://")
+    assert "bootstrap_action" in cluster
+    fleet = tf.resource(AWS_MODULE, "aws_emr_instance_fleet", "task_spot")
+    assert fleet["target_spot_capacity"] == "${var.emr.task_spot_units}"
+    tf.resource(AWS_MODULE, "aws_emr_managed_scaling_policy", "this")
+    config = tf.resource(AWS_MODULE, "aws_emr_security_configuration", "this")["configuration"]
+    assert "EnableAtRestEncryption = true" in config or "'EnableAtRestEncryption': True" in config
+
+
+def test_emr_node_policy_is_scoped_to_this_regions_stream_and_bucket():
+    documents = [b["aws_iam_policy_document"] for b in tf.blocks(AWS_MODULE, "data") if "aws_iam_policy_document" in b]
+    policy = next(d["emr_ec2"] for d in documents if "emr_ec2" in d)
+    for statement in policy["statement"]:
+        for resource in statement["resources"]:
+            assert resource != "*", f"statement {statement.get('sid')} grants on *"
+            scoped = ("aws_kinesis_stream.events", "aws_s3_bucket.", "aws_kms_key.this")
+            assert any(s in resource for s in scoped), f"{resource} is outside this region's stream, bucket and key"
+
+
+def test_iterator_age_alarm_and_analytics_exist():
+    alarm = tf.resource(AWS_MODULE, "aws_cloudwatch_metric_alarm", "iterator_age")
+    assert alarm["metric_name"] == "GetRecords.IteratorAgeMilliseconds"
+    table = tf.resource(AWS_MODULE, "aws_glue_catalog_table", "aggregates")
+    assert [p["name"] for p in table["partition_keys"]] == ["dt", "hour", "region"]
+    workgroup = tf.resource(AWS_MODULE, "aws_athena_workgroup", "this")
+    assert tf.one(workgroup["configuration"])["enforce_workgroup_configuration"] is True
+
+
+@pytest.mark.parametrize("bucket", ["data", "logs"])
+def test_gcs_bucket_is_uniform_private_versioned_encrypted(bucket):
+    body = tf.resource(GCP_MODULE, "google_storage_bucket", bucket)
+    assert body["uniform_bucket_level_access"] is True
+    assert body["public_access_prevention"] == "enforced"
+    assert tf.one(body["versioning"])["enabled"] is True
+    assert "google_kms_crypto_key" in tf.one(body["encryption"])["default_kms_key_name"]
+    assert body["lifecycle_rule"], f"{bucket} has no lifecycle rule"
+
+
+def test_gcs_data_bucket_goes_nearline_30_coldline_90_and_deletes_configurably():
+    rules = tf.resource(GCP_MODULE, "google_storage_bucket", "data")["lifecycle_rule"]
+    moves = {(tf.one(r["condition"]).get("age"), tf.one(r["action"]).get("storage_class")) for r in rules}
+    assert (30, "NEARLINE") in moves and (90, "COLDLINE") in moves
+    deletes = [tf.one(r["condition"]).get("age") for r in rules if tf.one(r["action"])["type"] == "Delete"]
+    assert "${var.bucket.delete_after_days}" in deletes
+
+
+def test_azure_storage_is_adls_tls12_private_and_tiered():
+    account = tf.resource(AZURE_MODULE, "azurerm_storage_account", "this")
+    assert account["is_hns_enabled"] is True
+    assert account["min_tls_version"] == "TLS1_2"
+    assert account["allow_nested_items_to_be_public"] is False
+    assert account["https_traffic_only_enabled"] is True
+    assert account["infrastructure_encryption_enabled"] == "${var.storage.infrastructure_encryption}"
+    assert tf.one(account["network_rules"])["default_action"] == "Deny"
+    for _, name, container in tf.resources(AZURE_MODULE, "azurerm_storage_container"):
+        assert container["container_access_type"] == "private", f"container {name} is not private"
+    policy = tf.resource(AZURE_MODULE, "azurerm_storage_management_policy", "this")
+    base = tf.one(tf.one(tf.one(policy["rule"])["actions"])["base_blob"])
+    assert base["tier_to_cool_after_days_since_modification_greater_than"] == 30
+    assert base["tier_to_archive_after_days_since_modification_greater_than"] == 90
+    assert base["delete_after_days_since_modification_greater_than"] == "${var.storage.delete_after_days}"
+
+
+def test_azure_eventhubs_kafka_tier_rules_and_network():
+    namespace = tf.resource(AZURE_MODULE, "azurerm_eventhub_namespace", "this")
+    assert namespace["minimum_tls_version"] == "1.2"
+    assert "'Standard', 'Premium'" in str(tf.variables(tf.INFRA / "azure")["eventhubs"]["validation"]).replace('"', "'")
+    listen = tf.resource(AZURE_MODULE, "azurerm_eventhub_authorization_rule", "listen")
+    send = tf.resource(AZURE_MODULE, "azurerm_eventhub_authorization_rule", "send")
+    assert (listen["listen"], listen["send"], listen["manage"]) == (True, False, False)
+    assert (send["listen"], send["send"], send["manage"]) == (False, True, False)
+    tf.resource(AZURE_MODULE, "azurerm_eventhub_consumer_group", "pipeline")
+
+
+def test_hdinsight_51_spark_with_flink_script_action_in_a_vnet_with_nsg():
+    cluster = tf.resource(AZURE_MODULE, "azurerm_hdinsight_spark_cluster", "this")
+    assert cluster["cluster_version"] == "5.1"
+    assert tf.one(cluster["component_version"])["spark"] == "3.3"
+    roles = tf.one(cluster["roles"])
+    for role in ("head_node", "worker_node"):
+        node = tf.one(roles[role])
+        assert "script_actions" in node, f"{role} does not run the Flink script action"
+        assert node["subnet_id"] == "${azurerm_subnet.hdinsight.id}"
+    tf.resource(AZURE_MODULE, "azurerm_subnet_network_security_group_association", "hdinsight")
+    settings = [n for _, n, _ in tf.resources(AZURE_MODULE, "azurerm_monitor_diagnostic_setting")]
+    assert {"eventhub", "blob", "hdinsight"} <= set(settings)
