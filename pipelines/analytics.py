@@ -25,6 +25,7 @@ from transforms.aggregate import (
     preaggregate,
     preaggregate_by_window,
 )
+from transforms.columnar import ColumnarDecoder, preaggregate_table
 from transforms.decode import Decoder
 from transforms.sinks import NAMESPACE, WriteAggregates, WriteDeadLetters
 from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
@@ -47,9 +48,22 @@ class DecodeAndPreAggregate(beam.DoFn):
         self._dead = Metrics.counter(NAMESPACE, "dead_letters")
 
     def setup(self) -> None:
-        self._decoder = Decoder(self._config.schema, self._config.input_format, self._config.avro_schema)
+        config = self._config
+        self._decoder = Decoder(config.schema, config.input_format, config.avro_schema)
+        use_arrow = config.input_format == "json" and not config.window.merging
+        self._columnar = ColumnarDecoder(config.schema) if use_arrow else None
 
     def process(self, batch: RawBatch) -> Iterator[Any]:
+        if self._columnar is not None:
+            table = self._columnar.decode(batch)
+            if table is not None:
+                self._records.inc(len(batch.records))
+                self._events.inc(table.num_rows)
+                groups = preaggregate_table(
+                    table, self._config.window, self._config.schema.dimensions, self._config.window_shards
+                )
+                yield from self._emit(groups)
+                return
         columns, dead = self._decoder.decode(batch)
         self._records.inc(len(batch.records))
         self._events.inc(len(columns))
@@ -64,6 +78,9 @@ class DecodeAndPreAggregate(beam.DoFn):
             groups = preaggregate(columns, window)
         else:
             groups = preaggregate_by_window(columns, window, self._config.window_shards)
+        yield from self._emit(groups)
+
+    def _emit(self, groups: dict) -> Iterator[Any]:
         for key, value in groups.items():
             if self._timestamped:
                 # Stamped with the window's start: inside the window, which is all that the

@@ -29,7 +29,11 @@ HLL_RELATIVE_ERROR = 1.04 / math.sqrt(1 << HLL_LG_K)
 
 
 class Partial:
-    """A mergeable accumulator of one window x dimensions group."""
+    """A mergeable accumulator of one window x dimensions group.
+
+    `values` and `ids` are plain lists while small (ids may hold duplicates and None:
+    deduplicating per batch costs more than deduplicating once per group at the end).
+    """
 
     __slots__ = ("count", "total", "vmin", "vmax", "values", "kll", "ids", "hll")
 
@@ -40,32 +44,45 @@ class Partial:
         self.vmax = -math.inf
         self.values: list[float] | None = []
         self.kll: kll_doubles_sketch | None = None
-        self.ids: set[str] | None = set()
+        self.ids: list[str | None] | None = []
         self.hll: hll_sketch | None = None
 
     @classmethod
-    def of(cls, values: list[float], ids: Iterable[str | None]) -> Partial:
+    def of(cls, values: list[float], ids: list[str | None]) -> Partial:
+        """A Partial that takes ownership of the two lists (the caller must not reuse them)."""
         part = cls()
         part.count = len(values)
         part.total = math.fsum(values)
         part.vmin = min(values)
         part.vmax = max(values)
         part.values = values
-        part.ids = {i for i in ids if i is not None}
+        part.ids = ids
         part._compact()
         return part
 
+    def copy(self) -> Partial:
+        part = Partial.__new__(Partial)
+        part.count, part.total, part.vmin, part.vmax = self.count, self.total, self.vmin, self.vmax
+        part.values = None if self.values is None else list(self.values)
+        part.ids = None if self.ids is None else list(self.ids)
+        part.kll = None if self.kll is None else kll_doubles_sketch.deserialize(self.kll.serialize())
+        part.hll = None if self.hll is None else hll_sketch.deserialize(self.hll.serialize_compact())
+        return part
+
     def merge(self, other: Partial) -> Partial:
+        """Adds `other` into self; `other` is only read, never modified or aliased."""
         self.count += other.count
         self.total += other.total
-        self.vmin = min(self.vmin, other.vmin)
-        self.vmax = max(self.vmax, other.vmax)
+        if other.vmin < self.vmin:
+            self.vmin = other.vmin
+        if other.vmax > self.vmax:
+            self.vmax = other.vmax
         if self.values is not None and other.values is not None:
-            self.values = self.values + other.values
+            self.values.extend(other.values)
         else:
             self._to_kll().merge(other.kll if other.kll is not None else _kll_of(other.values))
         if self.ids is not None and other.ids is not None:
-            self.ids = self.ids | other.ids
+            self.ids.extend(other.ids)
         else:
             union = hll_union(HLL_LG_K)
             union.update(self._to_hll())
@@ -78,7 +95,9 @@ class Partial:
         if self.values is not None and len(self.values) > EXACT_LIMIT:
             self._to_kll()
         if self.ids is not None and len(self.ids) > EXACT_LIMIT:
-            self._to_hll()
+            self.ids = list(set(self.ids))
+            if len(self.ids) > EXACT_LIMIT:
+                self._to_hll()
 
     def _to_kll(self) -> kll_doubles_sketch:
         if self.kll is None:
@@ -101,7 +120,9 @@ class Partial:
 
     def distinct(self) -> int:
         if self.ids is not None:
-            return len(self.ids)
+            unique = set(self.ids)
+            unique.discard(None)
+            return len(unique)
         return int(round(self.hll.get_estimate()))
 
     def metrics(self) -> dict[str, Any]:
@@ -151,10 +172,11 @@ def _kll_of(values: list[float]) -> kll_doubles_sketch:
     return sketch
 
 
-def _hll_of(ids: Iterable[str]) -> hll_sketch:
+def _hll_of(ids: Iterable[str | None]) -> hll_sketch:
     sketch = hll_sketch(HLL_LG_K)
     for event_id in ids:
-        sketch.update(event_id)
+        if event_id is not None:
+            sketch.update(event_id)
     return sketch
 
 
@@ -271,7 +293,7 @@ class MergeSessions(beam.CombineFn):
     def add_input(self, accumulator: list, element: tuple) -> list:
         start, end, partial = element
         # A copy: merging sessions modifies the earlier one, and inputs must stay untouched.
-        return _merge_sessions(accumulator + [(start, end, Partial().merge(partial))])
+        return _merge_sessions(accumulator + [(start, end, partial.copy())])
 
     def merge_accumulators(self, accumulators: Iterable[list]) -> list:
         combined: list = []
@@ -305,7 +327,7 @@ class MergeGroups(beam.CombineFn):
         for dims, partial in element.items():
             mine = accumulator.get(dims)
             if mine is None:
-                accumulator[dims] = Partial().merge(partial)
+                accumulator[dims] = partial.copy()
             else:
                 mine.merge(partial)
         return accumulator

@@ -7,6 +7,7 @@ computing it per event (Timestamp and window objects per event cost a third of t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -87,6 +88,7 @@ def parse_window(raw: str) -> WindowSpec:
     return WindowSpec("sliding", size_ms=size, period_ms=period)
 
 
+@functools.lru_cache(maxsize=65536)
 def iso_utc(millis: int) -> str:
     """Epoch millis -> ISO-8601 UTC with a trailing Z (millisecond precision only when needed)."""
     stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
