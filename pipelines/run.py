@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
 from pipelines.options import add_all_arguments
+from runners import ProfileError, apply_profile
 from transforms.sinks import NAMESPACE
 
 DESCRIPTION = """Windowed analytics over a regional event stream, written to object storage.
@@ -80,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = parse_options(argv)
     try:
+        apply_profile(options)
         config = build_config(options)
-    except ConfigError as err:
+    except (ConfigError, ProfileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(
