@@ -7,6 +7,8 @@ whatever the values in one window happen to be.
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
 import fastavro
@@ -15,6 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 EXTENSIONS = {"jsonl": "jsonl", "parquet": "parquet", "avro": "avro"}
+MIME_TYPES = {
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+    "avro": "application/avro",
+}
+DEFAULT_DIMENSIONS = ("region", "key")
+PUBLISHED_SCHEMA = Path(__file__).resolve().parent / "schemas" / "aggregate.avsc"
 METRIC_FIELDS = (
     ("count", "long"),
     ("sum", "double"),
@@ -46,6 +55,11 @@ def avro_schema(dimensions: Sequence[str]) -> dict[str, Any]:
         {"name": "pane_index", "type": "long"},
     ]
     return {"type": "record", "name": "WindowAggregate", "namespace": "analytics", "fields": fields}
+
+
+def published_avro_schema() -> dict[str, Any]:
+    """transforms/schemas/aggregate.avsc: the schema of files written with the default dimensions."""
+    return json.loads(PUBLISHED_SCHEMA.read_text(encoding="utf-8"))
 
 
 def arrow_schema(dimensions: Sequence[str]) -> pa.Schema:

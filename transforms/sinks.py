@@ -2,8 +2,17 @@
 
 Layout: `<output>/dt=YYYY-MM-DD/hour=HH[/region=R]/part-<window>-<pane>-<index>-<digest>.<ext>`.
 File names are derived from the content (a digest), so a re-run or a retried bundle writes
-the same names with the same bytes instead of duplicating aggregates; each file is written
-under a temporary name and renamed, so readers never see half a file.
+the same names with the same bytes instead of duplicating aggregates. Readers never see half
+a file: on a local or mounted filesystem each file is written under a temporary name and
+renamed; on S3, GCS and Azure Blob an object only becomes visible when its upload is
+committed (CompleteMultipartUpload, the final resumable-upload request, Put Block List), so
+the object is written straight to its final key (a copy-and-delete "rename" there would
+double the traffic and add nothing).
+
+Writes go through Beam's own IO clients for each store (S3IO, GcsIO, BlobStorageIO), built
+once per DoFn instance from the pipeline options that Beam hands its filesystems, instead of
+`FileSystems.create`, which builds a new client (a new boto3 session, ~0.2 s) for every call.
+See docs/storage.md.
 """
 
 from __future__ import annotations
@@ -11,25 +20,85 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 import orjson
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.formats import EXTENSIONS, encode
+from transforms.formats import EXTENSIONS, MIME_TYPES, encode
+from transforms.sink_options import gcs_emulator_host
 
 NAMESPACE = "analytics"
+OBJECT_STORE_SCHEMES = ("s3", "gs", "azfs")
+DEAD_LETTER_SHARDS = 4
+
+Writer = Callable[[str, bytes, str], None]
 
 
-def write_atomically(path: str, data: bytes) -> None:
+def write_atomically(path: str, data: bytes, mime_type: str = "application/octet-stream") -> None:
     """Write to a temporary sibling, then rename over `path` (same name and bytes on retries)."""
     directory, _, name = path.rpartition("/")
     temp = f"{directory}/.tmp-{uuid.uuid4().hex}-{name}"
-    with FileSystems.create(temp) as handle:
+    with FileSystems.create(temp, mime_type=mime_type) as handle:
         handle.write(data)
     FileSystems.rename([temp], [path])
+
+
+def filesystem_options() -> PipelineOptions:
+    """The pipeline options Beam gave its filesystems in this process: Pipeline() sets them on the
+    launching process and the SDK harness on every worker (Dataflow, Flink, multi-process)."""
+    options = FileSystems._pipeline_options  # noqa: SLF001 - Beam's hand-off to filesystems
+    if isinstance(options, PipelineOptions):
+        return options
+    return PipelineOptions.from_dictionary(options) if options else PipelineOptions([])
+
+
+def gcs_storage_client(options: PipelineOptions) -> Any:  # noqa: ANN401 - google.cloud.storage.Client
+    """An anonymous client bound to STORAGE_EMULATOR_HOST when set, else None (Beam's default).
+
+    Without this, Beam first looks for Application Default Credentials and retries for ~25 s
+    on a machine that has none, although an emulator needs none."""
+    if not gcs_emulator_host():
+        return None
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    project = options.view_as(GoogleCloudOptions).project or "emulator"
+    return storage.Client(project=project, credentials=AnonymousCredentials())
+
+
+def object_writer(scheme: str, options: PipelineOptions | None = None) -> Writer:
+    """`write(path, data, mime_type)` for one scheme, holding one store client for its lifetime."""
+    if scheme not in OBJECT_STORE_SCHEMES:
+        return write_atomically
+    options = options or filesystem_options()
+    if scheme == "s3":
+        from apache_beam.io.aws.s3io import S3IO
+
+        store: Any = S3IO(options=options)
+    elif scheme == "gs":
+        from apache_beam.io.gcp.gcsio import GcsIO
+
+        store = GcsIO(storage_client=gcs_storage_client(options), pipeline_options=options)
+    else:
+        from apache_beam.io.azure.blobstorageio import BlobStorageIO
+
+        store = BlobStorageIO(pipeline_options=options)
+
+    def write(path: str, data: bytes, mime_type: str = "application/octet-stream") -> None:
+        # The object appears under `path` only when close() commits the upload.
+        with store.open(path, "wb", mime_type=mime_type) as handle:
+            handle.write(data)
+
+    return write
+
+
+def _scheme(path: str) -> str:
+    return path.split("://", 1)[0].lower() if "://" in path else "file"
 
 
 def _compact_time(iso: str) -> str:
@@ -60,6 +129,9 @@ class _WriteAggregateFiles(beam.DoFn):
         self._files = Metrics.counter(NAMESPACE, "files_written")
         self._panes = Metrics.counter(NAMESPACE, "window_panes_written")
 
+    def setup(self) -> None:
+        self._write = object_writer(_scheme(self._base))
+
     def write_group(self, records: Iterable[dict[str, Any]]) -> list[str]:
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:
@@ -74,7 +146,7 @@ class _WriteAggregateFiles(beam.DoFn):
                 f"-{first['pane']}-{first['pane_index']}-{_digest(data)}.{EXTENSIONS[self._format]}"
             )
             path = f"{self._base}/{partition}/{name}"
-            write_atomically(path, data)
+            self._write(path, data, MIME_TYPES[self._format])
             self._records.inc(len(rows))
             self._files.inc()
             written.append(path)
@@ -130,32 +202,70 @@ class WriteAggregates(beam.PTransform):
         )
 
 
+def _dead_letter_line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _dead_letter_shard(line: bytes) -> int:
+    # A stable hash (not Python's salted hash()), so every run shards the same way.
+    return int.from_bytes(hashlib.sha256(line).digest()[:4], "big") % DEAD_LETTER_SHARDS
+
+
 class _WriteDeadLetters(beam.DoFn):
+    """Writes JSON lines as `part-<digest>.jsonl`: one file per group (bounded) or bundle (streaming)."""
+
     def __init__(self, base: str) -> None:
         self._base = base.rstrip("/")
         self._count = Metrics.counter(NAMESPACE, "dead_letters_written")
 
+    def setup(self) -> None:
+        self._write = object_writer(_scheme(self._base))
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        data = b"".join(sorted(lines))
+        self._write(f"{self._base}/part-{_digest(data)}.jsonl", data, MIME_TYPES["jsonl"])
+        self._count.inc(len(lines))
+
+
+class _WriteDeadLetterGroups(_WriteDeadLetters):
+    def process(self, element: tuple[int, Iterable[bytes]]) -> None:
+        self.write_lines(list(element[1]))
+
+
+class _WriteDeadLettersPerBundle(_WriteDeadLetters):
     def start_bundle(self) -> None:
         self._pending: list[bytes] = []
 
-    def process(self, record: dict[str, Any]) -> None:
-        self._pending.append(orjson.dumps(record) + b"\n")
+    def process(self, line: bytes) -> None:
+        self._pending.append(line)
 
     def finish_bundle(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(sorted(self._pending))
-        write_atomically(f"{self._base}/part-{_digest(data)}.jsonl", data)
-        self._count.inc(len(self._pending))
+        self.write_lines(self._pending)
         self._pending = []
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Writes dead-letter dicts as JSON lines, one file per bundle, named by content digest."""
+    """Writes dead-letter dicts as JSON lines, in files named by their content digest.
 
-    def __init__(self, base: str) -> None:
+    Bounded input is grouped into a fixed number of shards by a stable hash, so a re-run writes
+    the same files whatever the bundling; unbounded input (or `streaming=True`) is written one
+    file per bundle, since a global-window grouping of an unbounded input would never fire."""
+
+    def __init__(self, base: str, streaming: bool | None = None) -> None:
         super().__init__()
         self._base = base
+        self._streaming = streaming
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
-        return records | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLetters(self._base))
+        lines = records | "ToJsonLines" >> beam.Map(_dead_letter_line)
+        streaming = self._streaming if self._streaming is not None else not records.is_bounded
+        if streaming:
+            return lines | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLettersPerBundle(self._base))
+        return (
+            lines
+            | "KeyByShard" >> beam.Map(lambda line: (_dead_letter_shard(line), line))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLetterGroups(self._base))
+        )
