@@ -27,7 +27,7 @@ from transforms.aggregate import (
 )
 from transforms.columnar import ColumnarDecoder, preaggregate_table
 from transforms.decode import Decoder
-from transforms.sinks import NAMESPACE, WriteAggregates, WriteDeadLetters
+from transforms.sinks import NAMESPACE, WriteAggregates, WriteAggregateShards, WriteDeadLetters
 from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
 
 DEAD_LETTER = "dead_letter"
@@ -113,30 +113,45 @@ def shard_records(
     return [to_record(start_ms, end_ms, dims, part, pane, pane_index, dimensions) for dims, part in groups.items()]
 
 
+class _CountWindows(beam.PTransform):
+    """Counts distinct (start, end) windows into the summary's `windows_written` counter."""
+
+    def expand(self, windows: beam.PCollection) -> beam.PCollection:
+        counter = Metrics.counter(NAMESPACE, "windows_written")
+        return windows | "Distinct" >> beam.Distinct() | "Count" >> beam.Map(lambda _: counter.inc())
+
+
 class BoundedAggregate(beam.PTransform):
     """Bounded input: every event is on time, so combine with the window in the key in the
     global window (5x faster on the FnApiRunner than a windowed GroupByKey) and emit one
-    ON_TIME pane per group: the same result Beam's windowing gives for bounded data."""
+    ON_TIME pane per group: the same result Beam's windowing gives for bounded data.
 
-    def __init__(self, window: WindowSpec, dimensions: tuple[str, ...]) -> None:
+    Output: for sessions, one record per session; otherwise one ((shard, shards), records)
+    element per window shard."""
+
+    def __init__(self, window: WindowSpec, dimensions: tuple[str, ...], shards: int) -> None:
         super().__init__()
         self._window = window
         self._dims = dimensions
+        self._shards = shards
 
     def expand(self, partials: beam.PCollection) -> beam.PCollection:
         dims = self._dims
         if self._window.merging:
-            return (
+            records = (
                 partials
                 | "KeyByDims" >> beam.Map(lambda kv: (kv[0][2], (kv[0][0], kv[0][1], kv[1])))
                 | "MergeSessions" >> beam.CombinePerKey(MergeSessions())
                 | "ToRecords"
                 >> beam.FlatMap(lambda kv: [to_record(s, e, kv[0], p, "ON_TIME", 0, dims) for s, e, p in kv[1]])
             )
-        return (
-            partials
-            | "Merge" >> beam.CombinePerKey(MergeGroups())
-            | "ToRecords" >> beam.FlatMap(lambda kv: shard_records(kv[0][0], kv[0][1], kv[1], "ON_TIME", 0, dims))
+            _ = records | "Windows" >> beam.Map(lambda r: (r["window_start"], r["window_end"])) | _CountWindows()
+            return records
+        shards = self._shards
+        merged = partials | "Merge" >> beam.CombinePerKey(MergeGroups())
+        _ = merged | "Windows" >> beam.Map(lambda kv: kv[0][:2]) | _CountWindows()
+        return merged | "ToRecords" >> beam.Map(
+            lambda kv: ((kv[0][2], shards), shard_records(kv[0][0], kv[0][1], kv[1], "ON_TIME", 0, dims))
         )
 
 
@@ -144,28 +159,30 @@ PANE_TIMING = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}
 
 
 class _FormatPane(beam.DoFn):
-    def __init__(self, dimensions: tuple[str, ...], merging: bool) -> None:
+    def __init__(self, dimensions: tuple[str, ...], merging: bool, shards: int) -> None:
         self._dims = dimensions
         self._merging = merging
+        self._shards = shards
 
     def process(
         self,
         element: tuple[Any, Any],
         window: Any = beam.DoFn.WindowParam,
         pane: Any = beam.DoFn.PaneInfoParam,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Any]:
         start_ms, end_ms = window_bounds_ms(window)
         timing = PANE_TIMING.get(pane.timing, "ON_TIME")
         key, value = element
         if self._merging:
             yield to_record(start_ms, end_ms, key, value, timing, pane.index, self._dims)
         else:
-            yield from shard_records(start_ms, end_ms, value, timing, pane.index, self._dims)
+            yield (key, self._shards), shard_records(start_ms, end_ms, value, timing, pane.index, self._dims)
 
 
 class WindowedAggregate(beam.PTransform):
     """Streaming: Beam windows (assigned to partials), watermark trigger with optional
-    processing-time early panes and late panes within the allowed lateness, accumulating."""
+    processing-time early panes and late panes within the allowed lateness, accumulating.
+    Output as BoundedAggregate's, one element per pane."""
 
     def __init__(self, config: JobConfig) -> None:
         super().__init__()
@@ -186,7 +203,7 @@ class WindowedAggregate(beam.PTransform):
             # The window now lives in Beam's window; the key keeps what is left (dims or shard).
             | "KeyInWindow" >> beam.Map(lambda kv: (kv[0][2], kv[1]))
             | "Merge" >> beam.CombinePerKey(MergePartials() if merging else MergeGroups())
-            | "ToRecords" >> beam.ParDo(_FormatPane(config.schema.dimensions, merging))
+            | "ToRecords" >> beam.ParDo(_FormatPane(config.schema.dimensions, merging, config.window_shards))
         )
 
 
@@ -205,9 +222,12 @@ def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, bea
     if config.streaming_path:
         aggregates = decoded.partials | "Aggregate" >> WindowedAggregate(config)
     else:
-        aggregates = decoded.partials | "Aggregate" >> BoundedAggregate(config.window, dims)
-    aggregates | "WriteAggregates" >> WriteAggregates(
-        config.output.path, config.output_format, dims, streaming=config.streaming_path
-    )
+        aggregates = decoded.partials | "Aggregate" >> BoundedAggregate(config.window, dims, config.window_shards)
+    if config.window.merging:
+        aggregates | "WriteAggregates" >> WriteAggregates(
+            config.output.path, config.output_format, dims, streaming=config.streaming_path
+        )
+    else:
+        aggregates | "WriteAggregates" >> WriteAggregateShards(config.output.path, config.output_format, dims)
     decoded[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter.path)
     return {"aggregates": aggregates, "dead_letters": decoded[DEAD_LETTER]}

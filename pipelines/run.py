@@ -69,7 +69,7 @@ def summarize(result: beam.runners.runner.PipelineResult, config: JobConfig, sec
             f"records read      {read:>12,}  ({rate:,.0f} records/s over {seconds:.1f} s)",
             f"events decoded    {counters.get('events_decoded', 0):>12,}",
             f"dead letters      {counters.get('dead_letters', 0):>12,}  -> {config.dead_letter.path}",
-            f"window panes      {counters.get('window_panes_written', 0):>12,}",
+            f"windows           {counters.get('windows_written', 0):>12,}",
             f"aggregates        {counters.get('aggregates_written', 0):>12,}  "
             f"in {counters.get('files_written', 0):,} {config.output_format} files -> {config.output.path}",
         ]

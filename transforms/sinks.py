@@ -127,12 +127,13 @@ class _WriteAggregateFiles(beam.DoFn):
         self._dims = tuple(dimensions)
         self._records = Metrics.counter(NAMESPACE, "aggregates_written")
         self._files = Metrics.counter(NAMESPACE, "files_written")
-        self._panes = Metrics.counter(NAMESPACE, "window_panes_written")
 
     def setup(self) -> None:
         self._write = object_writer(_scheme(self._base))
 
-    def write_group(self, records: Iterable[dict[str, Any]]) -> list[str]:
+    def write_group(self, records: Iterable[dict[str, Any]], shard: str | None = None) -> list[str]:
+        """Writes one file per partition directory; named by `shard` when the caller guarantees
+        one group per (window, pane, shard), else by a digest of the content."""
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:
             by_partition[partition_of(record, self._dims)].append(record)
@@ -143,14 +144,13 @@ class _WriteAggregateFiles(beam.DoFn):
             first = rows[0]
             name = (
                 f"part-{_compact_time(first['window_start'])}-{_compact_time(first['window_end'])}"
-                f"-{first['pane']}-{first['pane_index']}-{_digest(data)}.{EXTENSIONS[self._format]}"
+                f"-{first['pane']}-{first['pane_index']}-{shard or _digest(data)}.{EXTENSIONS[self._format]}"
             )
             path = f"{self._base}/{partition}/{name}"
             self._write(path, data, MIME_TYPES[self._format])
             self._records.inc(len(rows))
             self._files.inc()
             written.append(path)
-        self._panes.inc()
         return written
 
     def process(self, element: tuple[Any, Iterable[dict[str, Any]]]) -> Iterator[str]:
@@ -173,6 +173,28 @@ class _WriteAggregatesPerBundle(_WriteAggregateFiles):
         for key in sorted(self._pending):
             self.write_group(self._pending[key])
         self._pending.clear()
+
+
+class _WriteShardFiles(_WriteAggregateFiles):
+    """Writes one element = every record of one (window, pane, shard), as it arrives."""
+
+    def process(self, element: tuple[tuple, list[dict[str, Any]]]) -> Iterator[str]:
+        (shard, shards), records = element
+        if records:
+            yield from self.write_group(records, shard=f"s{shard:03d}of{shards:03d}")
+
+
+class WriteAggregateShards(beam.PTransform):
+    """Writes ((shard, shards), records) elements, each the complete content of one window
+    pane shard: no shuffle before the write, and deterministic file names, so a re-run or a
+    retried bundle overwrites the same objects instead of adding new ones."""
+
+    def __init__(self, base: str, output_format: str, dimensions: Sequence[str]) -> None:
+        super().__init__()
+        self._writer = _WriteShardFiles(base, output_format, dimensions)
+
+    def expand(self, shards: beam.PCollection) -> beam.PCollection:
+        return shards | "WriteShardFiles" >> beam.ParDo(self._writer)
 
 
 def _pane_key(record: dict[str, Any]) -> tuple:

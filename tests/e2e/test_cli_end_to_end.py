@@ -167,12 +167,13 @@ def test_avro_and_json_inputs_give_identical_aggregates(ndjson_input, tmp_path):
 def test_rerun_writes_identical_files(ndjson_input, tmp_path):
     path, _, _ = ndjson_input
     out = tmp_path / "out"
+    snapshots = []
     for _ in range(2):
         assert run_cli("--source", f"file://{path}", "--output", str(out)).returncode == 0
-    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
-    names = [p.name for p in files if "dead_letter" not in p.parts]
-    assert len(names) == len(set(names)) and len(names) > 0
-    assert not [p for p in files if p.name.startswith(".tmp-")]
+        snapshots.append({p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert snapshots[0] == snapshots[1], "a re-run changed or added files"
+    assert not [p for p in snapshots[1] if p.name.startswith(".tmp-")]
+    assert any(p.parts[0].startswith("dt=") for p in snapshots[1])
 
 
 def test_default_run_uses_synthetic_source_and_prints_summary(tmp_path):
