@@ -15,6 +15,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from io_connectors.records import RawBatch
+from io_connectors.pubsub_options import publish_dead_letters
 from io_connectors.sources import source_from_uri
 from pipelines.config import JobConfig
 from transforms.aggregate import (
@@ -210,7 +211,9 @@ class WindowedAggregate(beam.PTransform):
 def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> None:
     """Adds the analytics graph for `config` to `pipeline`."""
     batches = pipeline | "Read" >> source_from_uri(config.source, pipeline.options, config.input_format)
-    add_analytics(batches, config)
+    outputs = add_analytics(batches, config)
+    # Dead letters can also go to a Pub/Sub topic, whatever the source.
+    publish_dead_letters(outputs["dead_letters"], pipeline.options)
 
 
 def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, beam.PCollection]:
