@@ -14,8 +14,8 @@ from apache_beam.transforms import trigger as beam_trigger
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from io_connectors.records import RawBatch
 from io_connectors.pubsub_options import publish_dead_letters
+from io_connectors.records import RawBatch
 from io_connectors.sources import source_from_uri
 from pipelines.config import JobConfig
 from transforms.aggregate import (
