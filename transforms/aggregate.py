@@ -111,12 +111,13 @@ class Partial:
             self.ids = None
         return self.hll
 
-    def quantile(self, rank: float) -> float:
+    def quantiles(self) -> list[float]:
+        """p50, p95, p99; exact groups use the same (inclusive) rank definition as KLL."""
         if self.values is not None:
             ordered = sorted(self.values)
-            # Same (inclusive) rank definition as KLL's get_quantile, so small and large groups agree.
-            return ordered[max(0, math.ceil(rank * len(ordered)) - 1)]
-        return self.kll.get_quantile(rank)
+            n = len(ordered)
+            return [ordered[max(0, math.ceil(rank * n) - 1)] for _, rank in QUANTILES]
+        return [self.kll.get_quantile(rank) for _, rank in QUANTILES]
 
     def distinct(self) -> int:
         if self.ids is not None:
@@ -133,8 +134,8 @@ class Partial:
             "max": self.vmax,
             "mean": self.total / self.count if self.count else None,
         }
-        for name, rank in QUANTILES:
-            out[name] = self.quantile(rank) if self.count else None
+        for (name, _), value in zip(QUANTILES, self.quantiles() if self.count else [None] * 3, strict=True):
+            out[name] = value
         out["distinct_ids"] = self.distinct()
         return out
 
@@ -317,28 +318,61 @@ def _merge_sessions(sessions: list) -> list:
     return merged
 
 
+class Groups(dict):
+    """{dims: Partial} of one window shard, as an accumulator.
+
+    It adopts input Partials without copying them and copies one only before merging into
+    it (copy on write): runners may keep combine inputs and combine them again (accumulating
+    panes), so an input must never change, but most groups receive a single input and never
+    need the copy. It pickles as one flat list of states, not one pickle call per Partial.
+    """
+
+    __slots__ = ("borrowed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.borrowed: set = set()
+
+    def add(self, dims: tuple, partial: Partial) -> None:
+        mine = self.get(dims)
+        if mine is None:
+            self[dims] = partial
+            self.borrowed.add(dims)
+            return
+        if dims in self.borrowed:
+            mine = self[dims] = mine.copy()
+            self.borrowed.discard(dims)
+        mine.merge(partial)
+
+    def __reduce__(self):  # noqa: ANN204 - pickle protocol
+        return (_restore_groups, (list(self.keys()), [p.__getstate__() for p in self.values()]))
+
+
+def _restore_groups(keys: list, states: list) -> Groups:
+    groups = Groups()
+    for dims, state in zip(keys, states, strict=True):
+        part = Partial.__new__(Partial)
+        part.__setstate__(state)
+        groups[dims] = part
+    return groups
+
+
 class MergeGroups(beam.CombineFn):
-    """CombineFn over {dims: Partial} maps of one window shard; inputs are copied, never aliased."""
+    """CombineFn over {dims: Partial} maps of one window shard; inputs are never modified."""
 
-    def create_accumulator(self) -> dict:
-        return {}
+    def create_accumulator(self) -> Groups:
+        return Groups()
 
-    def add_input(self, accumulator: dict, element: dict) -> dict:
+    def add_input(self, accumulator: Groups, element: dict) -> Groups:
         for dims, partial in element.items():
-            mine = accumulator.get(dims)
-            if mine is None:
-                accumulator[dims] = partial.copy()
-            else:
-                mine.merge(partial)
+            accumulator.add(dims, partial)
         return accumulator
 
-    def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
-        iterator = iter(accumulators)
-        merged = next(iterator, None)
-        if merged is None:
-            return {}
-        for acc in iterator:
-            self.add_input(merged, acc)
+    def merge_accumulators(self, accumulators: Iterable[Groups]) -> Groups:
+        merged = Groups()
+        for acc in accumulators:
+            for dims, partial in acc.items():
+                merged.add(dims, partial)
         return merged
 
     def compact(self, accumulator: dict) -> dict:
