@@ -1,0 +1,166 @@
+"""Restriction tracker, watermark estimator and read budget of the Event Hubs reader,
+without a pipeline or a broker (the clock is injected)."""
+
+from __future__ import annotations
+
+import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+
+from io_connectors.eventhubs_restriction import (
+    OFFSET_INFINITY,
+    EnqueuedTimeWatermarkEstimator,
+    PartitionTracker,
+    ReadBudget,
+    remaining_size,
+)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ------------------------------------------------------------------------------- tracker
+
+
+def test_checkpoint_and_resume_claim_every_offset_exactly_once() -> None:
+    # Offsets with gaps (compaction, transaction markers); checkpoint after every two claims.
+    offsets = [0, 1, 2, 5, 6, 9, 10, 11, 20]
+    restriction = OffsetRange(0, OFFSET_INFINITY)
+    claimed: list[int] = []
+    remaining = list(offsets)
+    while remaining:
+        tracker = PartitionTracker(restriction)
+        for offset in remaining[:2]:
+            assert tracker.try_claim(offset)
+            claimed.append(offset)
+        primary, residual = tracker.try_split(0)
+        tracker.check_done()
+        assert primary.stop == residual.start == claimed[-1] + 1
+        assert residual.stop == OFFSET_INFINITY
+        restriction = residual
+        remaining = [o for o in remaining if o >= restriction.start]
+    assert claimed == offsets
+
+
+def test_endless_range_refuses_fractional_splits_but_checkpoints() -> None:
+    tracker = PartitionTracker(OffsetRange(10, OFFSET_INFINITY))
+    assert not tracker.is_bounded()
+    assert tracker.try_claim(10)
+    assert tracker.try_split(0.5) is None  # would start a reader near offset 2**62
+    primary, residual = tracker.try_split(0)
+    assert (primary.start, primary.stop, residual.start, residual.stop) == (10, 11, 11, OFFSET_INFINITY)
+
+
+def test_bounded_range_splits_and_stops_at_its_end() -> None:
+    tracker = PartitionTracker(OffsetRange(0, 100))
+    assert tracker.is_bounded()
+    assert tracker.try_claim(0)
+    primary, residual = tracker.try_split(0.5)
+    assert primary.stop == residual.start and 0 < primary.stop < 100
+    assert not tracker.try_claim(primary.stop)  # beyond the primary: refused, reading ends
+    tracker.check_done()
+
+
+def test_finish_marks_the_rest_done_and_claims_must_increase() -> None:
+    tracker = PartitionTracker(OffsetRange(5, OFFSET_INFINITY))
+    assert tracker.try_claim(7)
+    with pytest.raises(ValueError, match="strictly increase|should"):
+        tracker.try_claim(7)
+    tracker.finish()
+    tracker.check_done()  # no error: the bounded read is complete
+
+
+def test_unfinished_tracker_is_reported() -> None:
+    tracker = PartitionTracker(OffsetRange(5, 50))
+    tracker.try_claim(5)
+    with pytest.raises(ValueError):
+        tracker.check_done()
+
+
+def test_progress_and_size_come_from_end_offsets() -> None:
+    tracker = PartitionTracker(OffsetRange(100, OFFSET_INFINITY))
+    tracker.try_claim(104)
+    progress = tracker.current_progress()
+    assert progress.completed_work == 5 and progress.remaining_work == 1
+    assert remaining_size(OffsetRange(100, OFFSET_INFINITY), end_offset=160) == 60
+    assert remaining_size(OffsetRange(100, OFFSET_INFINITY), end_offset=None) == 1.0
+    assert remaining_size(OffsetRange(100, OFFSET_INFINITY), end_offset=90) == 0
+    assert remaining_size(OffsetRange(100, 130), end_offset=160) == 30
+
+
+# ----------------------------------------------------------------------------- watermark
+
+
+def test_watermark_follows_enqueued_time_and_never_moves_back() -> None:
+    estimator = EnqueuedTimeWatermarkEstimator(None, idle_after_s=5, clock=FakeClock())
+    assert estimator.current_watermark() == MIN_TIMESTAMP
+    estimator.observe_ms(2_000)
+    assert estimator.current_watermark() == Timestamp(micros=2_000_000)
+    estimator.observe_ms(1_500)  # an out-of-order producer timestamp
+    assert estimator.current_watermark() == Timestamp(micros=2_000_000)
+    estimator.observe_timestamp(Timestamp(micros=3_000_000))
+    assert estimator.current_watermark() == Timestamp(micros=3_000_000)
+
+
+def test_idle_partition_advances_only_after_the_idle_time() -> None:
+    clock = FakeClock(now=10_000.0)
+    estimator = EnqueuedTimeWatermarkEstimator(None, idle_after_s=5, clock=clock)
+    estimator.observe_ms(9_000_000)
+    estimator.caught_up()
+    assert estimator.current_watermark() == Timestamp(micros=9_000_000 * 1000)
+    clock.now += 4.9
+    estimator.caught_up()
+    assert estimator.current_watermark() == Timestamp(micros=9_000_000 * 1000)
+    clock.now += 0.2  # idle for 5.1 s
+    estimator.caught_up()
+    assert estimator.current_watermark() == Timestamp(micros=int((clock.now - 5) * 1000) * 1000)
+    clock.now += 10
+    estimator.caught_up()
+    advanced = estimator.current_watermark()
+    assert advanced == Timestamp(micros=int((clock.now - 5) * 1000) * 1000)
+    # A new record resets idleness but cannot pull the watermark back.
+    estimator.observe_ms(9_000_001)
+    assert estimator.current_watermark() == advanced
+
+
+def test_idle_advance_never_goes_below_observed_time() -> None:
+    clock = FakeClock(now=100.0)
+    estimator = EnqueuedTimeWatermarkEstimator(None, idle_after_s=1, clock=clock)
+    estimator.observe_ms(500_000)  # enqueued "in the future" of a skewed worker clock
+    estimator.caught_up()
+    clock.now += 2
+    estimator.caught_up()
+    assert estimator.current_watermark() == Timestamp(micros=500_000 * 1000)
+
+
+def test_state_round_trip_keeps_watermark_and_idle_start() -> None:
+    clock = FakeClock(now=50.0)
+    first = EnqueuedTimeWatermarkEstimator(None, idle_after_s=5, clock=clock)
+    first.observe_ms(40_000)
+    first.caught_up()
+    state = first.get_estimator_state()
+    assert state == (40_000, 50.0)
+    clock.now = 56.0  # idle since 50 s, carried across the checkpoint
+    resumed = EnqueuedTimeWatermarkEstimator(state, idle_after_s=5, clock=clock)
+    resumed.caught_up()
+    assert resumed.current_watermark() == Timestamp(micros=51_000 * 1000)
+
+
+# --------------------------------------------------------------------------------- budget
+
+
+def test_budget_is_shared_and_exact() -> None:
+    a = ReadBudget("test-budget-shared", 10)
+    b = ReadBudget("test-budget-shared", 10)
+    assert a.take(4) == 4
+    assert b.take(8) == 6
+    assert a.exhausted and b.exhausted
+    b.give_back(2)
+    assert a.take(5) == 2
+    unlimited = ReadBudget("test-budget-none", None)
+    assert unlimited.take(1_000_000) == 1_000_000 and not unlimited.exhausted
