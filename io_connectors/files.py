@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from io_connectors.records import RawBatch, ReadFailure
 
 DEFAULT_BATCH = 50_000
+READ_CHUNK = 8 << 20
 
 
 def match_files(pattern: str) -> list[str]:
@@ -42,16 +43,32 @@ class _ReadFile(beam.DoFn):
                 yield from self._lines(path, handle)
 
     def _lines(self, path: str, handle) -> Iterator[RawBatch]:  # noqa: ANN001 - a Beam file handle
-        batch: list[bytes] = []
+        # Large reads split in C are several times faster than iterating the file line by line.
+        pending: list[bytes] = []
         first = 1  # positions are 1-based line numbers, as editors show them
-        for line in handle:
-            batch.append(line.rstrip(b"\r\n"))
-            if len(batch) >= self._batch:
-                yield RawBatch(path, batch, first_offset=first)
-                first += len(batch)
-                batch = []
-        if batch:
-            yield RawBatch(path, batch, first_offset=first)
+        tail = b""
+        while True:
+            chunk = handle.read(READ_CHUNK)
+            data = tail + chunk
+            if not chunk:
+                if data:
+                    pending.append(data.rstrip(b"\r"))
+                break
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                tail = data
+                continue
+            lines = data[:cut].split(b"\n")
+            tail = data[cut + 1 :]
+            if b"\r" in data:
+                lines = [line.rstrip(b"\r") for line in lines]
+            pending.extend(lines)
+            while len(pending) >= self._batch:
+                yield RawBatch(path, pending[: self._batch], first_offset=first)
+                first += self._batch
+                pending = pending[self._batch :]
+        for start in range(0, len(pending), self._batch):
+            yield RawBatch(path, pending[start : start + self._batch], first_offset=first + start)
 
     def _avro(self, path: str, handle) -> Iterator[RawBatch]:  # noqa: ANN001 - a Beam file handle
         batch: list = []

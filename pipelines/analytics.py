@@ -23,6 +23,7 @@ from transforms.aggregate import (
     MergePartials,
     MergeSessions,
     Partial,
+    WindowSharder,
     preaggregate,
     preaggregate_by_window,
 )
@@ -53,6 +54,7 @@ class DecodeAndPreAggregate(beam.DoFn):
         self._decoder = Decoder(config.schema, config.input_format, config.avro_schema)
         use_arrow = config.input_format == "json" and not config.window.merging
         self._columnar = ColumnarDecoder(config.schema) if use_arrow else None
+        self._sharder = WindowSharder(config.window_shards)
 
     def process(self, batch: RawBatch) -> Iterator[Any]:
         if self._columnar is not None:
@@ -60,9 +62,7 @@ class DecodeAndPreAggregate(beam.DoFn):
             if table is not None:
                 self._records.inc(len(batch.records))
                 self._events.inc(table.num_rows)
-                groups = preaggregate_table(
-                    table, self._config.window, self._config.schema.dimensions, self._config.window_shards
-                )
+                groups = preaggregate_table(table, self._config.window, self._config.schema.dimensions, self._sharder)
                 yield from self._emit(groups)
                 return
         columns, dead = self._decoder.decode(batch)
@@ -78,7 +78,7 @@ class DecodeAndPreAggregate(beam.DoFn):
         if window.merging:
             groups = preaggregate(columns, window)
         else:
-            groups = preaggregate_by_window(columns, window, self._config.window_shards)
+            groups = preaggregate_by_window(columns, window, self._sharder)
         yield from self._emit(groups)
 
     def _emit(self, groups: dict) -> Iterator[Any]:

@@ -238,21 +238,37 @@ def shard_of(dims: tuple[str, ...], shards: int) -> int:
     return zlib.crc32("\x1f".join(dims).encode("utf-8")) % shards
 
 
+class WindowSharder:
+    """dims -> shard, memoized for the life of a DoFn (the same keys recur in every batch)."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self._cache: dict[tuple[str, ...], int] = {}
+
+    def __call__(self, dims: tuple[str, ...]) -> int:
+        shard = self._cache.get(dims)
+        if shard is None:
+            if len(self._cache) > 1_000_000:  # bound memory on very high-cardinality keys
+                self._cache.clear()
+            shard = self._cache[dims] = shard_of(dims, self.shards)
+        return shard
+
+
 def preaggregate_by_window(
-    columns: EventColumns, spec: WindowSpec, shards: int
-) -> dict[tuple[int, int, int], dict[tuple[str, ...], Partial]]:
-    """Non-merging windows: {(window_start_ms, window_end_ms, shard): {dims: Partial}}.
+    columns: EventColumns, spec: WindowSpec, sharder: WindowSharder
+) -> dict[tuple[int, int, int], Groups]:
+    """Non-merging windows: {(window_start_ms, window_end_ms, shard): Groups{dims: Partial}}.
 
     One element per window shard instead of one per group keeps the shuffle small: the
     per-element cost of a Beam runner, not the arithmetic, dominates with many groups.
     """
-    out: dict[tuple[int, int, int], dict[tuple[str, ...], Partial]] = {}
-    shard_cache: dict[tuple[str, ...], int] = {}
+    out: dict[tuple[int, int, int], Groups] = {}
     for (start, end, dims), partial in preaggregate(columns, spec).items():
-        shard = shard_cache.get(dims)
-        if shard is None:
-            shard = shard_cache[dims] = shard_of(dims, shards)
-        out.setdefault((start, end, shard), {})[dims] = partial
+        key = (start, end, sharder(dims))
+        groups = out.get(key)
+        if groups is None:
+            groups = out[key] = Groups()
+        groups[dims] = partial
     return out
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from io_connectors.records import RawBatch
-from transforms.aggregate import Partial, shard_of
+from transforms.aggregate import Groups, Partial, WindowSharder
 from transforms.decode import MAX_EVENT_TIME_MS, MAX_RECORD_BYTES, MIN_EVENT_TIME_MS, EventSchema
 from transforms.windowing import WindowSpec
 
@@ -69,7 +68,7 @@ class ColumnarDecoder:
         bounds = pc.min_max(times).as_py()
         if bounds["min"] < MIN_EVENT_TIME_MS or bounds["max"] >= MAX_EVENT_TIME_MS:
             return None
-        if max(len(r) for r in records) > MAX_RECORD_BYTES:
+        if max(map(len, records)) > MAX_RECORD_BYTES:
             return None
         columns = {TIME: times, VALUE: values, ID: table[schema.id_field]}
         columns.update({dim: table[dim] for dim in schema.dimensions})
@@ -77,8 +76,8 @@ class ColumnarDecoder:
 
 
 def preaggregate_table(
-    table: pa.Table, spec: WindowSpec, dimensions: tuple[str, ...], shards: int
-) -> dict[tuple[int, int, int], dict[tuple[str, ...], Partial]]:
+    table: pa.Table, spec: WindowSpec, dimensions: tuple[str, ...], sharder: WindowSharder
+) -> dict[tuple[int, int, int], Groups]:
     """The columnar twin of aggregate.preaggregate_by_window (non-merging windows)."""
     times = table[TIME].to_numpy()
     if spec.kind == "fixed":
@@ -94,15 +93,12 @@ def preaggregate_table(
     value_lists = grouped[f"{VALUE}_list"].to_pylist()
     id_lists = grouped[f"{ID}_list"].to_pylist()
     size = spec.size_ms
-    out: dict[tuple[int, int, int], dict[tuple[str, ...], Partial]] = {}
-    shard_cache: dict[tuple[str, ...], int] = {}
+    out: dict[tuple[int, int, int], Groups] = {}
     for index, dims in enumerate(zip(*dim_columns, strict=True)):
-        shard = shard_cache.get(dims)
-        if shard is None:
-            shard = shard_cache[dims] = shard_of(dims, shards)
         start = window_starts[index]
-        out.setdefault((start, start + size, shard), {})[dims] = Partial.of(value_lists[index], id_lists[index])
+        key = (start, start + size, sharder(dims))
+        groups = out.get(key)
+        if groups is None:
+            groups = out[key] = Groups()
+        groups[dims] = Partial.of(value_lists[index], id_lists[index])
     return out
-
-
-__all__ = ["ColumnarDecoder", "preaggregate_table", "np"]
