@@ -2,11 +2,13 @@
 
 `python -m benchmarks.variants NAME INPUT FORMAT OUTDIR` writes the variant's aggregates as
 JSON lines to OUTDIR/result.jsonl (or its own files, for the pipeline) and prints
-`{"events": N, "seconds": S}`: the time from building the job to its last output.
+`{"events": N, "seconds": S, "peak_rss_mib": M}`: the time from building the job to its last
+output (module imports excluded, for every variant alike).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import resource
@@ -195,8 +197,22 @@ def run_bytewax(path: str, fmt: str, out: Path) -> int:
     return -1
 
 
+# Modules each variant needs, imported before the clock starts: start-up of the interpreter
+# and libraries is the same for any job size and is not what is compared.
+IMPORTS = {
+    "naive-beam": ("apache_beam", "apache_beam.io", "apache_beam.runners.direct.direct_runner"),
+    "pipeline": ("pipelines.run", "apache_beam.runners.direct.direct_runner"),
+    "pipeline-2proc": ("pipelines.run", "apache_beam.runners.direct.direct_runner"),
+    "bytewax": ("bytewax.operators", "bytewax.dataflow", "bytewax.testing"),
+}
+
+
 def main(argv: list[str]) -> None:
     name, path, fmt, out = argv[:4]
+    for module in IMPORTS.get(name, ()):
+        importlib.import_module(module)
+    if fmt == "avro":
+        import fastavro  # noqa: F401
     started = time.perf_counter()
     if name == "limit":
         n = run_limit(path, fmt, Path(out))
