@@ -34,6 +34,9 @@ class JobConfig:
     output_format: str
     dead_letter: SinkSpec
     streaming: bool
+    dedupe_by: str | None = None
+    dedupe_max_ids: int = 1_000_000
+    resume: bool = False
 
     @property
     def streaming_path(self) -> bool:
@@ -102,6 +105,8 @@ def build_config(options: PipelineOptions) -> JobConfig:
         raise ConfigError(f"--max_records {opts.max_records} must be positive.")
     if opts.max_read_time is not None and opts.max_read_time <= 0:
         raise ConfigError(f"--max_read_time {opts.max_read_time} must be a positive number of seconds.")
+    if opts.dedupe_max_ids < 1:
+        raise ConfigError(f"--dedupe_max_ids {opts.dedupe_max_ids} must be at least 1.")
     avro_schema = _load_avro_schema(opts.avro_schema)
     try:
         # Refuse, before anything starts, secrets on the command line and (with --jurisdiction)
@@ -130,4 +135,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
         output_format=opts.output_format,
         dead_letter=dead_letter,
         streaming=bool(options.view_as(StandardOptions).streaming),
+        dedupe_by=opts.dedupe_by or None,
+        dedupe_max_ids=opts.dedupe_max_ids,
+        resume=bool(opts.resume),
     )

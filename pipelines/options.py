@@ -122,6 +122,28 @@ class AnalyticsOptions(PipelineOptions):
             help="Bounded read: stop reading stream sources after this many seconds.",
         )
         group.add_argument(
+            "--dedupe_by",
+            default=None,
+            help="Count each value of this field (e.g. event_id) once per window: records delivered again "
+            "(redelivery, re-puts) are dropped before decoding. Default: off",
+        )
+        group.add_argument(
+            "--dedupe_max_ids",
+            type=int,
+            default=1_000_000,
+            help="With --dedupe_by: ids remembered per dedupe shard (4) and window, about 100 bytes each; "
+            "past this, newer ids of that window are not remembered (counted and logged), so their "
+            "duplicates may be counted again, but nothing is dropped. Default: 1000000",
+        )
+        group.add_argument(
+            "--resume",
+            action="store_true",
+            default=False,
+            help="DirectRunner streams: start each shard/partition after the position stored by the last "
+            "successful run in <output>/_positions/, and store this run's positions when it finishes "
+            "(see docs/reliability.md). Needs a bounded read.",
+        )
+        group.add_argument(
             "--jurisdiction",
             default=None,
             help="Refuse, before starting, any source or sink outside this jurisdiction of "
