@@ -218,6 +218,13 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> None:
 
 def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, beam.PCollection]:
     """The graph after the source (tests feed RawBatches here directly)."""
+    if config.dedupe_by:
+        from transforms.dedupe import Dedupe
+
+        batches = batches | "Dedupe" >> Dedupe(
+            config.dedupe_by, config.schema.event_time_field, config.window,
+            config.allowed_lateness_s, config.dedupe_max_ids,
+        )
     decoded = batches | "DecodeAndPreAggregate" >> beam.ParDo(
         DecodeAndPreAggregate(config, timestamped=config.streaming_path)
     ).with_outputs(DEAD_LETTER, main="partials")
