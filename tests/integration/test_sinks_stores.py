@@ -43,7 +43,7 @@ BASE_MS = int(datetime(2026, 3, 1, 23, 40, tzinfo=UTC).timestamp() * 1000)
 SPAN_MS = 40 * 60 * 1000
 PART = re.compile(
     r"^dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/region=([a-z0-9-]+)/"
-    r"part-(\d{8}T\d{6}Z)-(\d{8}T\d{6}Z)-(EARLY|ON_TIME|LATE)-(\d+)-([0-9a-f]{12})\.(jsonl|parquet|avro)$"
+    r"part-(\d{8}T\d{6}Z)-(\d{8}T\d{6}Z)-(EARLY|ON_TIME|LATE)-(\d+)-([0-9a-f]{12}|s\d{3}of\d{3})\.(jsonl|parquet|avro)$"
 )
 
 
