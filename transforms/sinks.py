@@ -1,8 +1,9 @@
 """Aggregates and dead letters -> files under any Beam filesystem, Hive-style partitioned.
 
-Layout: `<output>/dt=YYYY-MM-DD/hour=HH[/region=R]/part-<window>-<pane>-<index>-<digest>.<ext>`.
-File names are derived from the content (a digest), so a re-run or a retried bundle writes
-the same names with the same bytes instead of duplicating aggregates. Readers never see half
+Layout: `<output>/dt=YYYY-MM-DD/hour=HH[/region=R]/part-<window>-<pane>-<index>-<shard|digest>.<ext>`.
+File names are fixed by window, pane and shard (or derived from the content, a digest, where
+one group per name is not guaranteed), so a re-run or a retried bundle writes the same names
+with the same bytes instead of duplicating aggregates. Readers never see half
 a file: on a local or mounted filesystem each file is written under a temporary name and
 renamed; on S3, GCS and Azure Blob an object only becomes visible when its upload is
 committed (CompleteMultipartUpload, the final resumable-upload request, Put Block List), so
