@@ -1,0 +1,126 @@
+"""Resumable read positions for runners that keep no checkpoint across processes.
+
+The local DirectRunner keeps its checkpoints in memory: a killed run forgets them. With
+`--resume`, a stream reader starts each shard or partition after the position stored in
+`<output>/_positions/<source-hash>.json`, and records every position it claims in this
+process. The positions are committed (written atomically: a temporary file, then a rename)
+only when the launching process exits after the pipeline finished without an error. By then
+every claimed record has been decoded, aggregated and written, so a stored position never
+runs ahead of the output: a killed or failed run commits nothing and the next `--resume`
+run reads again everything since the last successful run.
+
+Guarantee: every record is counted by exactly one successful run, provided the runs see
+disjoint windows (see docs/reliability.md for windows that span two runs). Real runners
+(Dataflow, Flink) checkpoint themselves and ignore this store.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import sys
+import threading
+import uuid
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+
+LOG = logging.getLogger(__name__)
+STORE_DIR = "_positions"
+VERSION = 1
+
+
+class PositionStoreError(RuntimeError):
+    """The stored positions cannot be read; the message says which file and what to do."""
+
+
+def store_path(output: str, source_uri: str) -> str:
+    """`<output>/_positions/<sha256(source)[:16]>.json`: one file per source and output."""
+    digest = hashlib.sha256(source_uri.encode()).hexdigest()[:16]
+    return f"{output.rstrip('/')}/{STORE_DIR}/{digest}.json"
+
+
+def load_positions(path: str) -> dict[str, str]:
+    """Committed positions by shard/partition id; empty when nothing was committed yet."""
+    if not FileSystems.exists(path):
+        return {}
+    try:
+        with FileSystems.open(path) as handle:
+            document = json.loads(handle.read())
+        positions = document["positions"]
+        if not isinstance(positions, dict):
+            raise TypeError("positions is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PositionStoreError(
+            f"the position store {path} is unreadable ({err}); delete it to read from the start position, "
+            "or run without --resume."
+        ) from None
+    return {str(k): str(v) for k, v in positions.items()}
+
+
+def save_positions(path: str, source: str, positions: dict[str, str]) -> None:
+    """Writes the positions to a temporary sibling, then renames it over `path`."""
+    directory = path.rpartition("/")[0]
+    if not FileSystems.exists(directory):
+        FileSystems.mkdirs(directory)
+    temp = f"{directory}/.tmp-{uuid.uuid4().hex}.json"
+    body = json.dumps({"version": VERSION, "source": source, "positions": positions}, sort_keys=True, indent=1)
+    with FileSystems.create(temp, mime_type="application/json") as handle:
+        handle.write(body.encode())
+    FileSystems.rename([temp], [path])
+
+
+class _Pending:
+    """Positions claimed in this process, per store, waiting for the run to succeed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: dict[str, tuple[str, dict[str, str]]] = {}
+        self._failed = False
+        self._hooked = False
+
+    def register(self, path: str, source: str) -> None:
+        """Called where the pipeline is built (the launching process): arm the commit at exit."""
+        with self._lock:
+            self._stores.setdefault(path, (source, dict(load_positions(path))))
+            if not self._hooked:
+                self._hooked = True
+                previous = sys.excepthook
+
+                def note_failure(*info: Any) -> None:
+                    # An uncaught error means the pipeline did not finish: commit nothing.
+                    self._failed = True
+                    previous(*info)
+
+                sys.excepthook = note_failure
+                atexit.register(self.commit)
+
+    def record(self, path: str, shard: str, position: str) -> None:
+        """Notes the last claimed position of `shard` (called by readers after each claim)."""
+        with self._lock:
+            entry = self._stores.get(path)
+            if entry is not None:
+                entry[1][shard] = position
+
+    def fail(self) -> None:
+        """Marks the run failed: nothing is committed at exit."""
+        self._failed = True
+
+    def commit(self) -> None:
+        """Writes every store, unless the run failed. Runs at interpreter exit (never after SIGKILL)."""
+        with self._lock:
+            if self._failed or sys.exc_info()[0] is not None:
+                LOG.warning("positions: the run did not finish cleanly; nothing committed")
+                return
+            for path, (source, positions) in self._stores.items():
+                save_positions(path, source, positions)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._stores.clear()
+            self._failed = False
+
+
+PENDING = _Pending()
