@@ -38,6 +38,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from io_connectors import positions
 from io_connectors.kinesis_core import (
     ADOPT,
     REGISTRY,
@@ -53,7 +54,7 @@ from io_connectors.kinesis_core import (
     backlog_size,
 )
 from io_connectors.kinesis_options import KinesisOptions, parse_start_timestamp
-from io_connectors.uri import SourceSpec, UriError
+from io_connectors.uri import SourceSpec, UriError, parse_sink
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "kinesis"
@@ -151,6 +152,7 @@ class KinesisReadConfig:
     idle_lag_ms: int = 2_000
     spare_readers: int = 4
     read_id: str = ""
+    position_store: str | None = None  # --resume: io_connectors.positions store of this read
 
     @property
     def bounded(self) -> bool:
@@ -384,7 +386,13 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
 
     # ---- RestrictionProvider
     def initial_restriction(self, shard: KinesisShard) -> ShardRestriction:
-        return ShardRestriction(shard.start, shard_id=shard.shard_id or None, parents=tuple(shard.parents))
+        start = shard.start
+        if self._config.position_store and shard.shard_id:
+            # --resume: continue right after the last position a successful run committed.
+            stored = positions.load_positions(self._config.position_store).get(shard.shard_id)
+            if stored is not None:
+                start = StartPosition.after(stored)
+        return ShardRestriction(start, shard_id=shard.shard_id or None, parents=tuple(shard.parents))
 
     def create_tracker(self, restriction: ShardRestriction) -> ShardTracker:
         return ShardTracker(restriction)
@@ -603,6 +611,10 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                     last_claimed = int(claimed[-1]["SequenceNumber"])
                     resume = StartPosition.after(last_claimed)
                     batch = self._batch(shard, claimed)
+                    if config.position_store:
+                        positions.PENDING.record(config.position_store, shard.shard_id, str(last_claimed))
+                    LOG.debug("kinesis: shard %s claimed %d records up to %s", shard.shard_id, len(claimed),
+                              last_claimed)
                     if config.watermark == "event_time":
                         times = event_times_ms(batch.records, config.event_time_field)
                     else:
@@ -724,6 +736,19 @@ def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> ReadFromKines
     timestamp_ms = None
     if kinesis.kinesis_start_timestamp:
         timestamp_ms = parse_start_timestamp(kinesis.kinesis_start_timestamp)
+    store = None
+    if getattr(analytics, "resume", False):
+        bounded = analytics.max_records or analytics.max_read_time or kinesis.kinesis_read_to_latest
+        if not bounded:
+            raise UriError(
+                "--resume commits positions when a run finishes; bound the read with --kinesis_read_to_latest, "
+                "--max_read_time or --max_records."
+            )
+        store = positions.store_path(parse_sink(analytics.output, "--output").path, spec.uri or stream)
+        try:
+            positions.PENDING.register(store, spec.uri or stream)
+        except positions.PositionStoreError as err:
+            raise UriError(str(err)) from None
     return ReadFromKinesis(
         stream,
         region,
@@ -737,6 +762,7 @@ def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> ReadFromKines
         event_time_field=analytics.event_time_field,
         poll_interval_s=kinesis.kinesis_poll_interval,
         discovery_interval_s=kinesis.kinesis_discovery_interval,
+        position_store=store,
     )
 
 
