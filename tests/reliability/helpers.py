@@ -106,10 +106,15 @@ def _metrics(record: dict) -> dict:
     return {k: record[k] for k in ("count", "sum", "min", "max", "distinct_ids")}
 
 
+PANE_ORDER = {"EARLY": 0, "ON_TIME": 1, "LATE": 2}
+
+
 def final_aggregates(panes: dict[tuple, dict]) -> dict[tuple, dict]:
     """The last pane of each (window, region, key): accumulating panes make it the answer."""
     last: dict[tuple, dict] = {}
-    for (window, region, key, _pane, _index), record in sorted(panes.items(), key=lambda kv: kv[0][4]):
+    for (window, region, key, _pane, _index), record in sorted(
+        panes.items(), key=lambda kv: (PANE_ORDER[kv[0][3]], kv[0][4])
+    ):
         last[(window, region, key)] = record
     return last
 

@@ -1,0 +1,100 @@
+"""Crash and resume: a streaming Kinesis run is SIGKILLed mid-stream and restarted with
+--resume; the union of the outputs holds every event exactly once, and the position store
+never runs ahead of what was written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from io_connectors.positions import store_path
+from tests.reliability.helpers import (
+    BASE_MS,
+    REPO,
+    assert_same_aggregates,
+    encode,
+    expected_aggregates,
+    final_aggregates,
+    good_events,
+    kinesis_stream,
+    put_kinesis,
+    read_panes,
+    run_cli,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _source_args(stream: str, out: Path) -> list[str]:
+    return ["--source", f"kinesis://{stream}?region=us-east-1", "--kinesis_start_position", "TRIM_HORIZON",
+            "--kinesis_poll_interval", "0.2", "--streaming", "--resume", "--output", str(out)]
+
+
+# The CLI with the Kinesis reader's per-page DEBUG lines on stderr ("claimed N records").
+WRAPPER = (
+    "import logging, runpy, sys; logging.basicConfig(level=logging.WARNING); "
+    "logging.getLogger('io_connectors.kinesis').setLevel(logging.DEBUG); "
+    "runpy.run_module('pipelines.run', run_name='__main__')"
+)
+
+
+def _kill_after_reading(env: dict, argv: list[str], records: int) -> None:
+    """Starts the run in its own process group and SIGKILLs it once its reader has claimed
+    `records` records: mid-stream, since the read goes on for --max_read_time."""
+    job = subprocess.Popen([sys.executable, "-c", WRAPPER, *argv], cwd=REPO, env={**os.environ, **env},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    claimed = 0
+    try:
+        assert job.stderr is not None
+        for line in job.stderr:
+            match = re.search(r"kinesis: shard \S+ claimed (\d+) records", line)
+            claimed += int(match.group(1)) if match else 0
+            if claimed >= records:
+                break
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # the whole pipeline process: no cleanup, no exit hooks
+        job.wait(timeout=30)
+    assert job.returncode == -signal.SIGKILL
+    assert claimed == records
+
+
+def test_killed_kinesis_run_resumes_with_every_event_once(kinesis_service, tmp_path):
+    """Run 1 reads part A and commits; run 2 reads all of part B and is killed while its read
+    goes on; run 3 resumes from run 1's positions. Union of the outputs: exactly A + B, one
+    ON_TIME pane each. Run 2 committed nothing; run 3 re-read nothing of A (A's files untouched)."""
+    client = kinesis_service.client()
+    stream = kinesis_stream(client, 2, f"resume-{uuid.uuid4().hex[:8]}")
+    out = tmp_path / "out"
+    part_a = good_events(1_500, seed=1, start_ms=BASE_MS, prefix="a")
+    # Part B's windows start 10 minutes later: each window is written by one run only.
+    part_b = good_events(1_500, seed=2, start_ms=BASE_MS + 600_000, prefix="b")
+    env = kinesis_service.env()
+
+    put_kinesis(client, stream, encode(part_a))
+    run_cli(env, *_source_args(stream, out), "--kinesis_read_to_latest")
+    store = Path(store_path(str(out), f"kinesis://{stream}?region=us-east-1"))
+    committed_a = json.loads(store.read_text())["positions"]
+    assert len(committed_a) == 2  # one position per shard
+    files_a = {p: p.stat().st_mtime_ns for p in out.rglob("*.jsonl")}
+    assert_same_aggregates(final_aggregates(read_panes(out)), expected_aggregates(part_a))
+
+    put_kinesis(client, stream, encode(part_b))
+    _kill_after_reading(env, [*_source_args(stream, out), "--max_read_time", "600"], len(part_b))
+    assert json.loads(store.read_text())["positions"] == committed_a  # the killed run committed nothing
+
+    run_cli(env, *_source_args(stream, out), "--kinesis_read_to_latest")
+    panes = read_panes(out)  # also checks that no pane was written twice with different data
+    on_time = {k[:3]: v for k, v in panes.items() if k[3] == "ON_TIME"}
+    assert_same_aggregates(on_time, expected_aggregates(part_a + part_b))
+    assert set(panes) == {(*k, "ON_TIME", 0) for k in on_time}
+    assert {p: p.stat().st_mtime_ns for p in files_a} == files_a  # part A was not read again
+    committed = json.loads(store.read_text())["positions"]
+    assert all(int(committed[s]) > int(committed_a[s]) for s in committed_a)
