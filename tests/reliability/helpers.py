@@ -23,16 +23,19 @@ REGIONS = ("us-east-1", "eu-west-1")
 
 
 def good_events(
-    n: int, seed: int = 1, start_ms: int = BASE_MS, span_ms: int = 300_000, prefix: str = "e"
+    n: int, seed: int = 1, start_ms: int = BASE_MS, span_ms: int = 600_000, prefix: str = "e"
 ) -> list[dict]:
-    """`n` valid events with unique ids, epoch-ms times in [start_ms, start_ms + span_ms)."""
+    """`n` valid events with unique ids, epoch-ms times in [start_ms, start_ms + span_ms).
+
+    Keep groups (window x region x 8 keys) under 256 events, where quantiles and distinct ids
+    are exact rather than sketched."""
     rng = random.Random(seed)
     return [
         {
             "event_id": f"{prefix}{i}",
             "event_time": start_ms + rng.randrange(span_ms),
             "region": rng.choice(REGIONS),
-            "key": f"k{rng.randrange(4)}",
+            "key": f"k{rng.randrange(8)}",
             "value": rng.randrange(1000) if i % 3 else round(rng.uniform(0, 100), 3),
         }
         for i in range(n)
