@@ -4,7 +4,6 @@ checkpoint/resume, resharding while records flow, throttling and a deleted strea
 
 from __future__ import annotations
 
-import http.server
 import json
 import math
 import os
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -33,6 +31,7 @@ from io_connectors.kinesis import (
 )
 from io_connectors.kinesis_core import REGISTRY, ShardWatermarkEstimator
 from io_connectors.synthetic import SyntheticConfig, generate
+from tests.services.throttling import ThrottlingProxy
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -264,54 +263,6 @@ def test_resharding_split_then_merge_while_records_flow(kinesis_service, env, tm
                 assert last_read[parent] < first_read[shard_id], f"{shard_id} read before parent {parent} ended"
                 checked += 1
     assert checked >= 3
-
-
-class ThrottlingProxy(http.server.ThreadingHTTPServer):
-    """Forwards to kinesalite; answers ProvisionedThroughputExceededException to GetRecords calls."""
-
-    def __init__(self, upstream: str, limit: int) -> None:
-        self.upstream, self.limit = upstream, limit
-        self.throttled = 0
-        self.get_records = 0
-        self.lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-
-
-class _ProxyHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        server: ThrottlingProxy = self.server  # type: ignore[assignment]
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("X-Amz-Target", "").endswith(".GetRecords"):
-            with server.lock:
-                server.get_records += 1
-                # Every other call, starting with the first, until `limit` refusals: deterministic.
-                throttle = server.get_records % 2 == 1 and server.throttled < server.limit
-                server.throttled += throttle
-            if throttle:
-                payload = b'{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded"}'
-                self.send_response(400)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        request = urllib.request.Request(server.upstream + self.path, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                status, data, rheaders = response.status, response.read(), response.headers
-        except urllib.error.HTTPError as err:
-            status, data, rheaders = err.code, err.read(), err.headers
-        self.send_response(status)
-        for key, value in rheaders.items():
-            if key.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 def test_throttled_get_records_are_survived_with_exact_aggregates(kinesis_service, env, tmp_path):
