@@ -53,8 +53,10 @@ def _probe(port: int) -> Probe:
     return boto3_probe("kinesis", "list_streams", f"http://{HOST}:{port}")
 
 
-def start_kinesis(port: int | None = None) -> KinesisService:
-    """Start a kinesalite (or, in container mode, LocalStack Kinesis) server."""
+def start_kinesis(port: int | None = None, data_dir: Path | None = None) -> KinesisService:
+    """Start a kinesalite (or, in container mode, LocalStack Kinesis) server.
+
+    With `data_dir` (local mode) streams are kept on disk there, so they survive stop()/start()."""
     if use_containers():
         handle: Any = ContainerProcess(
             "kinesis", LOCALSTACK_IMAGE, 4566, _probe, env={"SERVICES": "kinesis"}, host_port=port
@@ -66,6 +68,7 @@ def start_kinesis(port: int | None = None) -> KinesisService:
         if node is None:
             pytest.fail("node is not on PATH: install Node.js 18+ and run `npm ci`", pytrace=False)
         port = port or free_port()
-        handle = LocalProcess("kinesalite", [node, str(SERVER_JS), str(port)], _probe(port))
+        argv = [node, str(SERVER_JS), str(port), *([str(data_dir)] if data_dir else [])]
+        handle = LocalProcess("kinesalite", argv, _probe(port))
     handle.start()
     return KinesisService(endpoint_url=f"http://{HOST}:{port}", handle=handle)
