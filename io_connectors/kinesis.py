@@ -69,6 +69,26 @@ THROTTLING_ERRORS = frozenset(
 )
 
 
+# Server-side failures worth waiting out (an endpoint restarting, a 5xx), as opposed to errors
+# in the request; connection errors are recognised by type in `is_unavailable`.
+UNAVAILABLE_ERRORS = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable"})
+UNAVAILABLE_LIMIT_S = 300.0  # give up, with a clear error, after this long without an answer
+
+
+def is_unavailable(err: Exception) -> bool:
+    """True for a refused/dropped/timed-out connection or a 5xx answer: retry later."""
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ModuleNotFoundError:
+        return False
+    if isinstance(err, (BotoConnectionError, HTTPClientError)):
+        return True
+    response = getattr(err, "response", None)
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(response, dict) else 0
+    return _error_code(err) in UNAVAILABLE_ERRORS or status >= 500
+
+
 class KinesisError(RuntimeError):
     """A Kinesis failure the reader cannot work around; the message says what to check."""
 
@@ -323,7 +343,15 @@ class _DiscoverShards(beam.DoFn, RestrictionProvider):
     def _discover(self, stream: str, tracker: RestrictionTracker) -> Iterator[KinesisShard]:
         config = self._config
         state = tracker.current_restriction()
-        shards = list_shards(self._client, stream)  # slow I/O before the claim
+        try:
+            shards = list_shards(self._client, stream)  # slow I/O before the claim
+        except Exception as err:  # noqa: BLE001 - botocore errors; classified here
+            if not (is_unavailable(err) and state.polls > 0):
+                raise
+            LOG.warning("kinesis: listing shards of %s failed: endpoint unavailable (%s); retrying", stream,
+                        type(err).__name__)
+            tracker.defer_remainder(Duration(seconds=config.discovery_interval_s))
+            return
         new, next_state = plan_shards(shards, state, config, int(time.time() * 1000))
         if not tracker.try_claim(next_state):
             return
@@ -431,6 +459,7 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         self._last_call: dict[str, float] = {}
         self._waiting_since: dict[str, float] = {}
         self._closed_checked: dict[str, float] = {}
+        self._unavailable_since: dict[str, float] = {}
 
     def _read_over(self) -> bool:
         config = self._config
@@ -448,7 +477,12 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         if now - self._closed_checked.get("", 0.0) < min(self._config.discovery_interval_s, 1.0):
             return None
         self._closed_checked[""] = now
-        listed = {s["ShardId"]: s for s in list_shards(self._client, stream)}
+        try:
+            listed = {s["ShardId"]: s for s in list_shards(self._client, stream)}
+        except Exception as err:  # noqa: BLE001 - botocore errors; classified here
+            if is_unavailable(err):
+                return None  # try again at the next poll
+            raise
         for shard_id in sorted(listed):
             known = REGISTRY.known(self._config.read_id)
             if shard_id in known:
@@ -506,7 +540,13 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
         if now - self._closed_checked.get(shard.shard_id, 0.0) < self._config.discovery_interval_s:
             return False
         self._closed_checked[shard.shard_id] = now
-        for listed in list_shards(self._client, shard.stream):
+        try:
+            listing = list_shards(self._client, shard.stream)
+        except Exception as err:  # noqa: BLE001 - botocore errors; classified here
+            if is_unavailable(err):
+                return False
+            raise
+        for listed in listing:
             if listed["ShardId"] != shard.shard_id:
                 continue
             ending = listed.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
@@ -514,6 +554,19 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 return False
             return int(ending) == 0 or (last_claimed is not None and last_claimed >= int(ending))
         return False
+
+    def _wait_for_endpoint(self, shard: KinesisShard, err: Exception) -> None:
+        """Notes an unanswered call; raises once the endpoint has been away for too long."""
+        since = self._unavailable_since.setdefault(shard.shard_id, time.monotonic())
+        away = time.monotonic() - since
+        LOG.warning("kinesis: shard %s: endpoint unavailable (%s) for %.1f s; retrying", shard.shard_id,
+                    type(err).__name__, away)
+        if away > UNAVAILABLE_LIMIT_S:
+            raise KinesisError(
+                f"Kinesis endpoint unavailable for {away:.0f} s while reading shard {shard.shard_id} of "
+                f"{shard.stream!r} ({type(err).__name__}); check the network and --kinesis_endpoint_url, then "
+                "rerun (with --resume to continue after the last committed positions)."
+            ) from err
 
     def _pace(self, shard_id: str) -> None:
         wait = self._last_call.get(shard_id, 0.0) + MIN_CALL_INTERVAL_S - time.monotonic()
@@ -584,6 +637,12 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                         self._iterators[(shard.shard_id, resume)] = iterator
                     tracker.defer_remainder(Duration(seconds=delay))
                     return
+                if is_unavailable(err):
+                    self._wait_for_endpoint(shard, err)
+                    if iterator is not None:
+                        self._iterators[(shard.shard_id, resume)] = iterator
+                    tracker.defer_remainder(Duration(seconds=self._backoff.failure(shard.shard_id)))
+                    return
                 if code == "ExpiredIteratorException":
                     # Re-open right after the last claimed record: nothing re-read, nothing skipped.
                     self._expired.inc()
@@ -593,6 +652,8 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                 self._raise_if_gone(err, shard)
                 raise
             self._backoff.success(shard.shard_id)
+            if self._unavailable_since.pop(shard.shard_id, None) is not None:
+                LOG.warning("kinesis: shard %s: endpoint available again", shard.shard_id)
             records = response.get("Records", [])
             iterator = response.get("NextShardIterator")
             behind = response.get("MillisBehindLatest")
