@@ -1,0 +1,204 @@
+"""Runs the pipeline exactly as `python -m pipelines.run` builds it, on Beam's streaming
+DirectRunner (BundleBasedDirectRunner), for freshness measurements.
+
+    python -m benchmarks.freshness_pipeline [--sdf_checkpoint_s S] PIPELINE_OPTIONS...
+
+Why not the CLI: the DirectRunner picks the FnApiRunner for every pipeline without TestStream
+or Beam's ReadFromPubSub, even with --streaming; the FnApiRunner releases a GroupByKey only
+when its input is finished, so an unbounded read shows no pane at all until it ends. The
+BundleBasedDirectRunner fires processing-time (early) panes while the read goes on.
+
+That runner expands a splittable DoFn with a GroupByKey, which it refuses on an unbounded input
+in the global window, i.e. on ReadFromKinesis' shard-discovery output. For a kinesis:// source
+this wrapper therefore lists the shards once and feeds them (a bounded input) straight to the
+connector's own unbounded shard reader: the same reader, without resharding discovery.
+
+Beam 2.77's streaming BundleBasedDirectRunner also fails on any splittable DoFn ("Transform
+node ...ProcessKeyedElements/GroupByKey... was not replaced as expected"): the GroupByKey that
+its SDF expansion adds is expanded after the streaming GroupByKey overrides have run.
+`_streaming_sdf_overrides` re-applies those overrides last. And that runner's SDF invoker
+predates `tracker.defer_remainder()` (see `_patched_invoker`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from typing import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.direct import direct_runner
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+
+from pipelines.analytics import add_analytics, build_pipeline
+from pipelines.config import ConfigError, JobConfig, build_config
+from pipelines.run import parse_options
+from runners import ProfileError, apply_profile
+
+STREAMING_OVERRIDES = ("StreamingGroupByKeyOverride", "StreamingGroupAlsoByWindowOverride")
+
+
+def _streaming_sdf_overrides() -> None:
+    original = direct_runner._get_transform_overrides  # noqa: SLF001 - patched in this process only
+
+    def overrides(pipeline_options: PipelineOptions) -> list:
+        found = original(pipeline_options)
+        # The final GroupByKey override expands the SDF's GroupByKey; convert it for streaming too.
+        return found + [o for o in found if type(o).__name__ in STREAMING_OVERRIDES]
+
+    direct_runner._get_transform_overrides = overrides  # noqa: SLF001
+
+
+def _legacy_shard_reader(config: object) -> beam.DoFn:
+    """The connector's unbounded shard reader, its body run eagerly (see `_patched_invoker`)."""
+    from io_connectors import kinesis
+
+    class _EagerShardReader(kinesis._UnboundedReadShard):  # noqa: SLF001 - the connector's reader
+        @beam.DoFn.unbounded_per_element()
+        def process(
+            self,
+            shard: object,
+            tracker: object = beam.DoFn.RestrictionParam(),
+            estimator: object = beam.DoFn.WatermarkEstimatorParam(),
+        ) -> list:
+            if not hasattr(self, "_client"):
+                self.setup()  # this runner's SDF path never calls setup()
+            # A list, not a generator: the runner checks and collects the deferral right after
+            # this call returns, before it iterates the outputs.
+            return list(self._read(shard, tracker, estimator))
+
+    return _EagerShardReader(config)
+
+
+def _patched_invoker() -> None:
+    """Make the runner keep the residual of `tracker.defer_remainder()`.
+
+    Beam's SDFProcessElementInvoker discards what `invoke_process` returns (the deferred
+    residual) and checkpoints only from a timer, which outlives its call and then cuts the next
+    call's restriction, dropping its residual: the read silently ends. This version takes the
+    residual from `invoke_process` and sets no timer; the delay asked for is not honoured (the
+    runner re-invokes at once), and the reader's own pacing (5 GetRecords/s a shard) bounds polling.
+    """
+    from apache_beam.runners.direct import sdf_direct_runner
+
+    invoker_cls = sdf_direct_runner.SDFProcessElementInvoker
+
+    def invoke_process_element(
+        self: object,
+        sdf_invoker: object,
+        output_processor: object,
+        element: object,
+        restriction: object,
+        watermark_estimator_state: object,
+        *args: object,
+        **kwargs: object,
+    ) -> Iterator[object]:
+        output_processor.reset()
+        residuals = sdf_invoker.invoke_process(
+            element,
+            additional_args=args,
+            restriction=restriction,
+            watermark_estimator_state=watermark_estimator_state,
+        )
+        yield from output_processor.output_iter
+        if residuals:
+            # residual_value: ((element, (restriction, estimator_state)), size)
+            (_, (residual, _)), _ = residuals[0].residual_value.value
+            yield invoker_cls.Result(residual_restriction=residual)
+        else:
+            yield invoker_cls.Result()
+
+    invoker_cls.invoke_process_element = invoke_process_element
+
+
+def _hold_unbounded_reads() -> None:
+    """Hold the output watermark of every splittable read at -inf from the start.
+
+    The runner registers a read's hold only when its first bundle commits; by then the watermark
+    downstream has already jumped to +inf (the bounded shard list is done), every window counts
+    as expired and each element is dropped. An unbounded read never finishes, so -inf is its
+    true output watermark here.
+    """
+    from apache_beam.runners.direct import watermark_manager
+
+    manager_cls = watermark_manager.WatermarkManager
+    original_init = manager_cls.__init__
+
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)
+        for transform, marks in self._transform_to_watermarks.items():
+            if transform.full_label.endswith("ProcessKeyedElements/ProcessElements"):
+                marks.hold({b"unbounded-read": manager_cls.WATERMARK_NEG_INF})
+
+    manager_cls.__init__ = __init__
+
+
+def read_listed_shards(config: JobConfig, options: PipelineOptions, slice_s: float) -> beam.PTransform:
+    """The connector's unbounded per-shard reader over the shards listed now."""
+    from io_connectors import kinesis
+    from io_connectors.kinesis_core import StartPosition
+
+    read = kinesis.source_from_uri(config.source, options)
+    settings = replace(read.config, max_bundle_s=slice_s)
+    if settings.start_position != "TRIM_HORIZON":
+        raise ConfigError("this wrapper reads Kinesis from TRIM_HORIZON only (--kinesis_start_position TRIM_HORIZON)")
+    client = kinesis.make_client(settings.region, settings.endpoint_url)
+    shards = [
+        kinesis.KinesisShard(settings.stream, s["ShardId"], (), StartPosition("TRIM_HORIZON"))
+        for s in kinesis.list_shards(client, settings.stream)
+    ]
+    reader = _legacy_shard_reader(settings)
+
+    class _ReadShards(beam.PTransform):
+        def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+            return pbegin | "Shards" >> beam.Create(shards) | "ReadShards" >> beam.ParDo(reader)
+
+    return _ReadShards()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.freshness_pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--sdf_checkpoint_s",
+        type=float,
+        default=1.0,
+        help="Seconds a Kinesis shard read runs before it checkpoints, which commits its output "
+        "downstream (the runner's own SDF checkpoint interval is 1 s). Default: 1. Every other "
+        "option goes to the pipeline (see python -m pipelines.run --help).",
+    )
+    known, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _patched_invoker()
+    _hold_unbounded_reads()
+    options = parse_options(rest)
+    try:
+        apply_profile(options)
+        config = build_config(options)
+    except (ConfigError, ProfileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _streaming_sdf_overrides()
+    pipeline = beam.Pipeline(runner=BundleBasedDirectRunner(), options=options)
+    if config.source.scheme == "kinesis":
+        try:
+            read = read_listed_shards(config, options, known.sdf_checkpoint_s)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        add_analytics(pipeline | "Read" >> read, config)
+    else:
+        build_pipeline(pipeline, config)
+    # No runner-API round trip: it loses the runner's own replacement of splittable DoFns.
+    pipeline.run(test_runner_api=False).wait_until_finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
