@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Any, Iterable
+from array import array
+from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
 from datasketches import hll_sketch, hll_union, kll_doubles_sketch
 
 from transforms.decode import EventColumns
+from transforms.idhash import hash_list
 from transforms.windowing import WindowSpec
 
 EXACT_LIMIT = 256
@@ -31,8 +33,9 @@ HLL_RELATIVE_ERROR = 1.04 / math.sqrt(1 << HLL_LG_K)
 class Partial:
     """A mergeable accumulator of one window x dimensions group.
 
-    `values` and `ids` are plain lists while small (ids may hold duplicates and None:
-    deduplicating per batch costs more than deduplicating once per group at the end).
+    While small, `values` is an array('d') of the values and `ids` an array('q') of the
+    64-bit hashes of the event ids (transforms.idhash; duplicates allowed, missing ids left
+    out): compact to ship and cheap to merge. Past EXACT_LIMIT they become sketches.
     """
 
     __slots__ = ("count", "total", "vmin", "vmax", "values", "kll", "ids", "hll")
@@ -42,29 +45,48 @@ class Partial:
         self.total = 0.0
         self.vmin = math.inf
         self.vmax = -math.inf
-        self.values: list[float] | None = []
+        self.values: array | None = array("d")
         self.kll: kll_doubles_sketch | None = None
-        self.ids: list[str | None] | None = []
+        self.ids: array | None = array("q")
         self.hll: hll_sketch | None = None
 
     @classmethod
-    def of(cls, values: list[float], ids: list[str | None]) -> Partial:
-        """A Partial that takes ownership of the two lists (the caller must not reuse them)."""
+    def of(cls, values: Sequence[float], ids: Sequence[int]) -> Partial:
+        """A Partial of `values` and id hashes (0 = no id); arrays are adopted, not copied."""
         part = cls()
-        part.count = len(values)
-        part.total = math.fsum(values)
-        part.vmin = min(values)
-        part.vmax = max(values)
+        part.values = values if isinstance(values, array) else array("d", values)
+        ids = ids if isinstance(ids, array) else array("q", ids)
+        if 0 in ids:
+            ids = array("q", [i for i in ids if i])
+        part.ids = ids
+        part.count = len(part.values)
+        part.total = math.fsum(part.values)
+        part.vmin = min(part.values)
+        part.vmax = max(part.values)
+        part._compact()
+        return part
+
+    @classmethod
+    def of_stats(cls, values: array, ids: array, vmin: float, vmax: float) -> Partial:
+        """Like `of`, with min and max computed by the caller (vectorized) and no missing ids."""
+        part = cls.__new__(cls)  # every slot is set here: skip __init__'s empty arrays
         part.values = values
         part.ids = ids
-        part._compact()
+        part.kll = None
+        part.hll = None
+        part.count = len(values)
+        part.total = math.fsum(values)
+        part.vmin = vmin
+        part.vmax = vmax
+        if part.count > EXACT_LIMIT or len(ids) > EXACT_LIMIT:
+            part._compact()
         return part
 
     def copy(self) -> Partial:
         part = Partial.__new__(Partial)
         part.count, part.total, part.vmin, part.vmax = self.count, self.total, self.vmin, self.vmax
-        part.values = None if self.values is None else list(self.values)
-        part.ids = None if self.ids is None else list(self.ids)
+        part.values = None if self.values is None else array("d", self.values)
+        part.ids = None if self.ids is None else array("q", self.ids)
         part.kll = None if self.kll is None else kll_doubles_sketch.deserialize(self.kll.serialize())
         part.hll = None if self.hll is None else hll_sketch.deserialize(self.hll.serialize_compact())
         return part
@@ -95,7 +117,7 @@ class Partial:
         if self.values is not None and len(self.values) > EXACT_LIMIT:
             self._to_kll()
         if self.ids is not None and len(self.ids) > EXACT_LIMIT:
-            self.ids = list(set(self.ids))
+            self.ids = array("q", set(self.ids))
             if len(self.ids) > EXACT_LIMIT:
                 self._to_hll()
 
@@ -121,9 +143,7 @@ class Partial:
 
     def distinct(self) -> int:
         if self.ids is not None:
-            unique = set(self.ids)
-            unique.discard(None)
-            return len(unique)
+            return len(set(self.ids))
         return int(round(self.hll.get_estimate()))
 
     def metrics(self) -> dict[str, Any]:
@@ -139,21 +159,23 @@ class Partial:
         out["distinct_ids"] = self.distinct()
         return out
 
-    # Pickling: sketches are C++ objects, so ship their serialized bytes.
+    # Pickling: sketches are C++ objects, so ship their serialized bytes; arrays as raw bytes.
     def __getstate__(self) -> tuple:
         return (
             self.count,
             self.total,
             self.vmin,
             self.vmax,
-            self.values,
+            None if self.values is None else self.values.tobytes(),
             None if self.kll is None else self.kll.serialize(),
-            self.ids,
+            None if self.ids is None else self.ids.tobytes(),
             None if self.hll is None else self.hll.serialize_compact(),
         )
 
     def __setstate__(self, state: tuple) -> None:
-        self.count, self.total, self.vmin, self.vmax, self.values, kll, self.ids, hll = state
+        self.count, self.total, self.vmin, self.vmax, values, kll, ids, hll = state
+        self.values = None if values is None else array("d", values)
+        self.ids = None if ids is None else array("q", ids)
         self.kll = None if kll is None else kll_doubles_sketch.deserialize(kll)
         self.hll = None if hll is None else hll_sketch.deserialize(hll)
 
@@ -167,17 +189,16 @@ def _restore_partial(state: tuple) -> Partial:
     return part
 
 
-def _kll_of(values: list[float]) -> kll_doubles_sketch:
+def _kll_of(values: Sequence[float]) -> kll_doubles_sketch:
     sketch = kll_doubles_sketch(KLL_K)
     sketch.update(np.asarray(values, dtype=np.float64))
     return sketch
 
 
-def _hll_of(ids: Iterable[str | None]) -> hll_sketch:
+def _hll_of(ids: Iterable[int]) -> hll_sketch:
     sketch = hll_sketch(HLL_LG_K)
-    for event_id in ids:
-        if event_id is not None:
-            sketch.update(event_id)
+    for id_hash in ids:
+        sketch.update(id_hash)
     return sketch
 
 
@@ -187,13 +208,14 @@ def preaggregate(columns: EventColumns, spec: WindowSpec) -> dict[tuple, Partial
     Session windows get one proto-session per event run whose gaps are below the session
     gap; the runner's session merging joins proto-sessions across batches.
     """
+    hashes = hash_list(columns.ids)
     if spec.kind == "session":
-        return _preaggregate_sessions(columns, spec.gap_ms)
+        return _preaggregate_sessions(columns, hashes, spec.gap_ms)
     values: dict[tuple, list[float]] = {}
-    ids: dict[tuple, list[str | None]] = {}
+    ids: dict[tuple, list[int]] = {}
     if spec.kind == "fixed":
         size = spec.size_ms
-        for t, value, event_id, dims in zip(columns.times_ms, columns.values, columns.ids, columns.dims, strict=False):
+        for t, value, event_id, dims in zip(columns.times_ms, columns.values, hashes, columns.dims, strict=True):
             start = t - t % size
             key = (start, start + size, dims)
             bucket = values.get(key)
@@ -204,7 +226,7 @@ def preaggregate(columns: EventColumns, spec: WindowSpec) -> dict[tuple, Partial
                 bucket.append(value)
                 ids[key].append(event_id)
     else:
-        for t, value, event_id, dims in zip(columns.times_ms, columns.values, columns.ids, columns.dims, strict=False):
+        for t, value, event_id, dims in zip(columns.times_ms, columns.values, hashes, columns.dims, strict=True):
             for start, end in spec.assign(t):
                 key = (start, end, dims)
                 values.setdefault(key, []).append(value)
@@ -212,14 +234,14 @@ def preaggregate(columns: EventColumns, spec: WindowSpec) -> dict[tuple, Partial
     return {key: Partial.of(vals, ids[key]) for key, vals in values.items()}
 
 
-def _preaggregate_sessions(columns: EventColumns, gap_ms: int) -> dict[tuple, Partial]:
-    by_dims: dict[tuple, list[tuple[int, float, str | None]]] = {}
-    for t, value, event_id, dims in zip(columns.times_ms, columns.values, columns.ids, columns.dims, strict=False):
+def _preaggregate_sessions(columns: EventColumns, hashes: list[int], gap_ms: int) -> dict[tuple, Partial]:
+    by_dims: dict[tuple, list[tuple[int, float, int]]] = {}
+    for t, value, event_id, dims in zip(columns.times_ms, columns.values, hashes, columns.dims, strict=True):
         by_dims.setdefault(dims, []).append((t, value, event_id))
     out: dict[tuple, Partial] = {}
     for dims, events in by_dims.items():
         events.sort(key=lambda e: e[0])
-        run: list[tuple[int, float, str | None]] = []
+        run: list[tuple[int, float, int]] = []
         for event in events:
             if run and event[0] >= run[-1][0] + gap_ms:
                 out[(run[0][0], run[-1][0] + gap_ms, dims)] = _partial_of_run(run)
@@ -229,7 +251,7 @@ def _preaggregate_sessions(columns: EventColumns, gap_ms: int) -> dict[tuple, Pa
     return out
 
 
-def _partial_of_run(run: list[tuple[int, float, str | None]]) -> Partial:
+def _partial_of_run(run: list[tuple[int, float, int]]) -> Partial:
     return Partial.of([e[1] for e in run], [e[2] for e in run])
 
 

@@ -10,7 +10,9 @@ grouping happens in Arrow, but every metric is computed by the same Partial code
 from __future__ import annotations
 
 import io
+from array import array
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
@@ -18,9 +20,10 @@ import pyarrow.json as pa_json
 from io_connectors.records import RawBatch
 from transforms.aggregate import Groups, Partial, WindowSharder
 from transforms.decode import MAX_EVENT_TIME_MS, MAX_RECORD_BYTES, MIN_EVENT_TIME_MS, EventSchema
+from transforms.idhash import hash_array
 from transforms.windowing import WindowSpec
 
-TIME, VALUE, ID = "__t", "__v", "__id"
+TIME, VALUE, ID, HASH = "__t", "__v", "__id", "__h"
 # Below this size the fixed cost of Arrow's reader outweighs its per-record savings.
 MIN_BATCH = 512
 
@@ -85,13 +88,23 @@ def preaggregate_table(
     else:
         last = times - times % spec.period_ms
         starts = [last - j * spec.period_ms for j in range(spec.size_ms // spec.period_ms)]
+    id_column = table[ID].combine_chunks()
+    hashes = pa.array(hash_array(id_column), mask=id_column.is_null() if id_column.null_count else None)
+    table = table.drop_columns([ID]).append_column(HASH, hashes)
     parts = [table.append_column("__w", pa.array(s)) for s in starts]
     windowed = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-    grouped = windowed.group_by(["__w", *dimensions], use_threads=False).aggregate([(VALUE, "list"), (ID, "list")])
+    grouped = windowed.group_by(["__w", *dimensions], use_threads=False).aggregate(
+        [(VALUE, "list"), (VALUE, "min"), (VALUE, "max"), (HASH, "distinct", pc.CountOptions(mode="only_valid"))]
+    )
     window_starts = grouped["__w"].to_pylist()
     dim_columns = [grouped[dim].to_pylist() for dim in dimensions]
-    value_lists = grouped[f"{VALUE}_list"].to_pylist()
-    id_lists = grouped[f"{ID}_list"].to_pylist()
+    mins = grouped[f"{VALUE}_min"].to_pylist()
+    maxs = grouped[f"{VALUE}_max"].to_pylist()
+    # Group members come out as one flat buffer plus offsets: each group's slice is copied
+    # into an array with a memcpy, never through one Python object per value.
+    values, value_offsets = _flat(grouped[f"{VALUE}_list"], np.float64)
+    ids, id_offsets = _flat(grouped[f"{HASH}_distinct"], np.int64)
+    value_bytes, id_bytes = values.tobytes(), ids.tobytes()
     size = spec.size_ms
     out: dict[tuple[int, int, int], Groups] = {}
     for index, dims in enumerate(zip(*dim_columns, strict=True)):
@@ -100,5 +113,16 @@ def preaggregate_table(
         groups = out.get(key)
         if groups is None:
             groups = out[key] = Groups()
-        groups[dims] = Partial.of(value_lists[index], id_lists[index])
+        group_values = array("d", value_bytes[value_offsets[index] * 8 : value_offsets[index + 1] * 8])
+        group_ids = array("q", id_bytes[id_offsets[index] * 8 : id_offsets[index + 1] * 8])
+        groups[dims] = Partial.of_stats(group_values, group_ids, mins[index], maxs[index])
     return out
+
+
+def _flat(column: pa.ChunkedArray, dtype: type) -> tuple[np.ndarray, list[int]]:
+    """The values of a list column as one numpy array, and each row's start offset (n + 1)."""
+    lists = column.combine_chunks()
+    offsets = np.asarray(lists.offsets)
+    flat = np.asarray(lists.values.to_numpy(zero_copy_only=False), dtype=dtype)
+    base = offsets[0]
+    return flat[base : offsets[-1]], (offsets - base).tolist()

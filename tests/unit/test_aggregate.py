@@ -16,6 +16,7 @@ from transforms.aggregate import (
     preaggregate,
 )
 from transforms.decode import EventColumns
+from transforms.idhash import hash_list
 from transforms.windowing import parse_window
 
 
@@ -24,17 +25,26 @@ def exact_rank(values, x):
 
 
 def test_small_groups_are_exact():
-    part = Partial.of([5.0, 1.0, 3.0, 2.0, 4.0], ["a", "b", "a", None, "c"])
+    part = Partial.of([5.0, 1.0, 3.0, 2.0, 4.0], hash_list(["a", "b", "a", None, "c"]))
     metrics = part.metrics()
-    assert metrics == {"count": 5, "sum": 15.0, "min": 1.0, "max": 5.0, "mean": 3.0,
-                       "p50": 3.0, "p95": 5.0, "p99": 5.0, "distinct_ids": 3}
+    assert metrics == {
+        "count": 5,
+        "sum": 15.0,
+        "min": 1.0,
+        "max": 5.0,
+        "mean": 3.0,
+        "p50": 3.0,
+        "p95": 5.0,
+        "p99": 5.0,
+        "distinct_ids": 3,
+    }
 
 
 def test_large_groups_switch_to_sketches_within_stated_error():
     rng = random.Random(7)
     values = [rng.lognormvariate(3, 1) for _ in range(50_000)]
     ids = [f"id{rng.randrange(20_000)}" for _ in range(50_000)]
-    chunks = [Partial.of(values[i:i + 1000], ids[i:i + 1000]) for i in range(0, 50_000, 1000)]
+    chunks = [Partial.of(values[i : i + 1000], hash_list(ids[i : i + 1000])) for i in range(0, 50_000, 1000)]
     combiner = MergePartials()
     acc = combiner.create_accumulator()
     for chunk in chunks:
@@ -52,8 +62,10 @@ def test_large_groups_switch_to_sketches_within_stated_error():
 
 
 def test_merge_reads_but_never_modifies_its_input():
-    left = Partial.of([1.0, 2.0], ["a", "b"])
-    right = Partial.of([float(i) for i in range(EXACT_LIMIT + 10)], [str(i) for i in range(EXACT_LIMIT + 10)])
+    left = Partial.of([1.0, 2.0], hash_list(["a", "b"]))
+    right = Partial.of(
+        [float(i) for i in range(EXACT_LIMIT + 10)], hash_list([str(i) for i in range(EXACT_LIMIT + 10)])
+    )
     before = pickle.dumps(right)
     left.merge(right)
     assert pickle.dumps(right) == before
@@ -62,10 +74,10 @@ def test_merge_reads_but_never_modifies_its_input():
 
 def test_combine_fn_does_not_alias_inputs():
     combiner = MergePartials()
-    element = Partial.of([1.0], ["a"])
+    element = Partial.of([1.0], hash_list(["a"]))
     acc = combiner.add_input(combiner.create_accumulator(), element)
-    combiner.add_input(acc, Partial.of([2.0], ["b"]))
-    assert element.count == 1 and element.values == [1.0]
+    combiner.add_input(acc, Partial.of([2.0], hash_list(["b"])))
+    assert element.count == 1 and list(element.values) == [1.0]
 
 
 def test_preaggregate_groups_by_window_and_dimensions():
@@ -76,5 +88,16 @@ def test_preaggregate_groups_by_window_and_dimensions():
         dims=[("eu", "k"), ("eu", "k"), ("eu", "k"), ("us", "k")],
     )
     groups = {key: part.metrics()["sum"] for key, part in preaggregate(columns, parse_window("fixed:60")).items()}
-    assert groups == {(0, 60_000, ("eu", "k")): 3.0, (60_000, 120_000, ("eu", "k")): 3.0,
-                      (0, 60_000, ("us", "k")): 4.0}
+    assert groups == {(0, 60_000, ("eu", "k")): 3.0, (60_000, 120_000, ("eu", "k")): 3.0, (0, 60_000, ("us", "k")): 4.0}
+
+
+def test_id_hashes_agree_between_row_and_column_paths():
+    import pyarrow as pa
+
+    from transforms.idhash import hash_array, hash_one
+
+    ids = ["", "a", "e-42-17", "héllo", "x" * 300, None, "日本"]
+    expected = [0 if i is None else hash_one(i) for i in ids]
+    assert hash_list(ids) == expected
+    assert hash_array(pa.array(ids)).tolist() == expected
+    assert len(set(expected)) == len(expected)
