@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ._base import (
@@ -56,8 +57,9 @@ def _probe(port: int) -> Probe:
     return http_probe(f"http://{HOST}:{port}/{ACCOUNT_NAME}?comp=list")
 
 
-def start_azurite(port: int | None = None) -> AzuriteService:
-    """Start Azurite's blob service on loopback with in-memory persistence."""
+def start_azurite(port: int | None = None, data_dir: Path | None = None) -> AzuriteService:
+    """Start Azurite's blob service on loopback with in-memory persistence, or (local mode) with
+    its blobs on disk in `data_dir`, so that they survive stop()/start()."""
     if use_containers():
         handle: Any = ContainerProcess(
             "azurite",
@@ -72,7 +74,8 @@ def start_azurite(port: int | None = None) -> AzuriteService:
     else:
         binary = require_npm_bin("azurite-blob")
         port = port or free_port()
-        argv = [str(binary), "--blobHost", HOST, "--blobPort", str(port), "--inMemoryPersistence",
+        storage = ["--location", str(data_dir)] if data_dir else ["--inMemoryPersistence"]
+        argv = [str(binary), "--blobHost", HOST, "--blobPort", str(port), *storage,
                 "--disableTelemetry", "--skipApiVersionCheck", "--silent"]
         handle = LocalProcess("azurite", argv, _probe(port))
     handle.start()
