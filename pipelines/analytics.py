@@ -24,10 +24,9 @@ from transforms.aggregate import (
     MergeSessions,
     Partial,
     WindowSharder,
-    preaggregate,
-    preaggregate_by_window,
+    preaggregate_sessions,
 )
-from transforms.columnar import ColumnarDecoder, preaggregate_table
+from transforms.columnar import ColumnarDecoder, preaggregate_table, table_of
 from transforms.decode import Decoder
 from transforms.sinks import NAMESPACE, WriteAggregates, WriteAggregateShards, WriteDeadLetters
 from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
@@ -57,28 +56,27 @@ class DecodeAndPreAggregate(beam.DoFn):
         self._sharder = WindowSharder(config.window_shards)
 
     def process(self, batch: RawBatch) -> Iterator[Any]:
-        if self._columnar is not None:
-            table = self._columnar.decode(batch)
-            if table is not None:
-                self._records.inc(len(batch.records))
-                self._events.inc(table.num_rows)
-                groups = preaggregate_table(table, self._config.window, self._config.schema.dimensions, self._sharder)
-                yield from self._emit(groups)
-                return
-        columns, dead = self._decoder.decode(batch)
-        self._records.inc(len(batch.records))
-        self._events.inc(len(columns))
-        if dead:
-            self._dead.inc(len(dead))
-            for record in dead:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
-        if not columns:
-            return
-        window = self._config.window
-        if window.merging:
-            groups = preaggregate(columns, window)
+        config = self._config
+        table = self._columnar.decode(batch) if self._columnar is not None else None
+        if table is None:
+            columns, dead = self._decoder.decode(batch)
+            if dead:
+                self._dead.inc(len(dead))
+                for record in dead:
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
+            events = len(columns)
         else:
-            groups = preaggregate_by_window(columns, window, self._sharder)
+            events = table.num_rows
+        self._records.inc(len(batch.records))
+        self._events.inc(events)
+        if not events:
+            return
+        if config.window.merging:
+            groups = preaggregate_sessions(columns, config.window.gap_ms)
+        else:
+            if table is None:
+                table = table_of(columns, config.schema.dimensions)
+            groups = preaggregate_table(table, config.window, config.schema.dimensions, self._sharder)
         yield from self._emit(groups)
 
     def _emit(self, groups: dict) -> Iterator[Any]:
@@ -222,8 +220,11 @@ def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, bea
         from transforms.dedupe import Dedupe
 
         batches = batches | "Dedupe" >> Dedupe(
-            config.dedupe_by, config.schema.event_time_field, config.window,
-            config.allowed_lateness_s, config.dedupe_max_ids,
+            config.dedupe_by,
+            config.schema.event_time_field,
+            config.window,
+            config.allowed_lateness_s,
+            config.dedupe_max_ids,
         )
     decoded = batches | "DecodeAndPreAggregate" >> beam.ParDo(
         DecodeAndPreAggregate(config, timestamped=config.streaming_path)

@@ -19,7 +19,6 @@ from datasketches import hll_sketch, hll_union, kll_doubles_sketch
 
 from transforms.decode import EventColumns
 from transforms.idhash import hash_list
-from transforms.windowing import WindowSpec
 
 EXACT_LIMIT = 256
 KLL_K = 200  # normalized rank error about 1.3% (kll_doubles_sketch.normalized_rank_error)
@@ -67,15 +66,15 @@ class Partial:
         return part
 
     @classmethod
-    def of_stats(cls, values: array, ids: array, vmin: float, vmax: float) -> Partial:
-        """Like `of`, with min and max computed by the caller (vectorized) and no missing ids."""
+    def of_stats(cls, values: array, ids: array, total: float, vmin: float, vmax: float) -> Partial:
+        """Like `of`, with sum, min and max computed by the caller (vectorized), no missing ids."""
         part = cls.__new__(cls)  # every slot is set here: skip __init__'s empty arrays
         part.values = values
         part.ids = ids
         part.kll = None
         part.hll = None
         part.count = len(values)
-        part.total = math.fsum(values)
+        part.total = total
         part.vmin = vmin
         part.vmax = vmax
         if part.count > EXACT_LIMIT or len(ids) > EXACT_LIMIT:
@@ -202,36 +201,11 @@ def _hll_of(ids: Iterable[int]) -> hll_sketch:
     return sketch
 
 
-def preaggregate(columns: EventColumns, spec: WindowSpec) -> dict[tuple, Partial]:
-    """One Partial per (window_start_ms, window_end_ms, dims) of a batch of events.
-
-    Session windows get one proto-session per event run whose gaps are below the session
-    gap; the runner's session merging joins proto-sessions across batches.
-    """
-    hashes = hash_list(columns.ids)
-    if spec.kind == "session":
-        return _preaggregate_sessions(columns, hashes, spec.gap_ms)
-    values: dict[tuple, list[float]] = {}
-    ids: dict[tuple, list[int]] = {}
-    if spec.kind == "fixed":
-        size = spec.size_ms
-        for t, value, event_id, dims in zip(columns.times_ms, columns.values, hashes, columns.dims, strict=True):
-            start = t - t % size
-            key = (start, start + size, dims)
-            bucket = values.get(key)
-            if bucket is None:
-                values[key] = [value]
-                ids[key] = [event_id]
-            else:
-                bucket.append(value)
-                ids[key].append(event_id)
-    else:
-        for t, value, event_id, dims in zip(columns.times_ms, columns.values, hashes, columns.dims, strict=True):
-            for start, end in spec.assign(t):
-                key = (start, end, dims)
-                values.setdefault(key, []).append(value)
-                ids.setdefault(key, []).append(event_id)
-    return {key: Partial.of(vals, ids[key]) for key, vals in values.items()}
+def preaggregate_sessions(columns: EventColumns, gap_ms: int) -> dict[tuple, Partial]:
+    """One Partial per proto-session: ((start_ms, end_ms, dims), Partial) for each run of a
+    group's events whose gaps are below the session gap. The runner's session merging joins
+    proto-sessions across batches. (Fixed and sliding windows: transforms.columnar.)"""
+    return _preaggregate_sessions(columns, hash_list(columns.ids), gap_ms)
 
 
 def _preaggregate_sessions(columns: EventColumns, hashes: list[int], gap_ms: int) -> dict[tuple, Partial]:
@@ -274,24 +248,6 @@ class WindowSharder:
                 self._cache.clear()
             shard = self._cache[dims] = shard_of(dims, self.shards)
         return shard
-
-
-def preaggregate_by_window(
-    columns: EventColumns, spec: WindowSpec, sharder: WindowSharder
-) -> dict[tuple[int, int, int], Groups]:
-    """Non-merging windows: {(window_start_ms, window_end_ms, shard): Groups{dims: Partial}}.
-
-    One element per window shard instead of one per group keeps the shuffle small: the
-    per-element cost of a Beam runner, not the arithmetic, dominates with many groups.
-    """
-    out: dict[tuple[int, int, int], Groups] = {}
-    for (start, end, dims), partial in preaggregate(columns, spec).items():
-        key = (start, end, sharder(dims))
-        groups = out.get(key)
-        if groups is None:
-            groups = out[key] = Groups()
-        groups[dims] = partial
-    return out
 
 
 class MergePartials(beam.CombineFn):

@@ -13,8 +13,9 @@ from transforms.aggregate import (
     KLL_RANK_ERROR,
     MergePartials,
     Partial,
-    preaggregate,
+    WindowSharder,
 )
+from transforms.columnar import preaggregate_table, table_of
 from transforms.decode import EventColumns
 from transforms.idhash import hash_list
 from transforms.windowing import parse_window
@@ -87,7 +88,11 @@ def test_preaggregate_groups_by_window_and_dimensions():
         values=[1.0, 2.0, 3.0, 4.0],
         dims=[("eu", "k"), ("eu", "k"), ("eu", "k"), ("us", "k")],
     )
-    groups = {key: part.metrics()["sum"] for key, part in preaggregate(columns, parse_window("fixed:60")).items()}
+    table = table_of(columns, ("region", "key"))
+    windows = preaggregate_table(table, parse_window("fixed:60"), ("region", "key"), WindowSharder(1))
+    groups = {
+        (start, end, dims): part.metrics()["sum"] for (start, end, _), g in windows.items() for dims, part in g.items()
+    }
     assert groups == {(0, 60_000, ("eu", "k")): 3.0, (60_000, 120_000, ("eu", "k")): 3.0, (0, 60_000, ("us", "k")): 4.0}
 
 
