@@ -75,3 +75,24 @@ def test_kinesis_re_put_counted_once(kinesis_service, tmp_path, dedupe):
     )
     actual = final_aggregates(read_panes(out))
     assert_same_aggregates(actual, expected_aggregates(events if dedupe else events + events))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_pubsub_redelivery_counted_once(pubsub_service, tmp_path, dedupe):
+    """Every event published twice (what a redelivery after a lost ack looks like to the
+    reader: the same payload again): counted once with --dedupe_by event_id, twice without."""
+    publisher, subscriber = pubsub_service.publisher(), pubsub_service.subscriber()
+    topic = publisher.topic_path(pubsub_service.project_id, f"dup-{uuid.uuid4().hex[:8]}")
+    sub = subscriber.subscription_path(pubsub_service.project_id, f"dup-{uuid.uuid4().hex[:8]}")
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=sub, topic=topic, ack_deadline_seconds=10)
+    events = good_events(600, seed=17)
+    futures = [publisher.publish(topic, payload) for payload in encode(events) + encode(events[::-1])]
+    for future in futures:
+        future.result(timeout=30)
+    out = tmp_path / "out"
+    run_cli(pubsub_service.env(), "--source", f"pubsub://{sub}", "--pubsub_stop_when_idle", "3", "--streaming",
+            "--output", str(out), *(["--dedupe_by", "event_id"] if dedupe else []))
+    actual = final_aggregates(read_panes(out))
+    assert_same_aggregates(actual, expected_aggregates(events if dedupe else events + events))
