@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from dataclasses import replace
 from typing import Iterator, Sequence
 
@@ -66,6 +67,12 @@ def _legacy_shard_reader(config: object) -> beam.DoFn:
         ) -> list:
             if not hasattr(self, "_client"):
                 self.setup()  # this runner's SDF path never calls setup()
+            last_call = self._last_call.get(shard.shard_id, 0.0)
+            if time.monotonic() - last_call < kinesis.MIN_CALL_INTERVAL_S:
+                # Too early for this shard's next GetRecords: come back rather than sleep, since this
+                # runner runs every step on one thread and a sleeping read stalls all the others.
+                tracker.defer_remainder()
+                return []
             # A list, not a generator: the runner checks and collects the deferral right after
             # this call returns, before it iterates the outputs.
             return list(self._read(shard, tracker, estimator))
