@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from io_connectors.kinesis_options import KinesisOptions
 from io_connectors.sources import check_source
 from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
 from pipelines.options import AnalyticsOptions
@@ -107,6 +108,18 @@ def build_config(options: PipelineOptions) -> JobConfig:
         raise ConfigError(f"--max_read_time {opts.max_read_time} must be a positive number of seconds.")
     if opts.dedupe_max_ids < 1:
         raise ConfigError(f"--dedupe_max_ids {opts.dedupe_max_ids} must be at least 1.")
+    if opts.resume and source.scheme != "kinesis":
+        raise ConfigError(
+            f"--resume keeps positions for kinesis:// sources only, not {source.scheme}://; drop --resume "
+            "(Pub/Sub redelivers unacknowledged messages; Event Hubs resumes from committed offsets)."
+        )
+    if opts.resume and not (
+        opts.max_records or opts.max_read_time or options.view_as(KinesisOptions).kinesis_read_to_latest
+    ):
+        raise ConfigError(
+            "--resume commits positions when a run finishes; bound the read with --kinesis_read_to_latest, "
+            "--max_read_time or --max_records."
+        )
     avro_schema = _load_avro_schema(opts.avro_schema)
     try:
         # Refuse, before anything starts, secrets on the command line and (with --jurisdiction)
