@@ -119,8 +119,9 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
-class _WriteAggregateFiles(beam.DoFn):
-    """Writes the records of one (window, pane) as one file per partition directory."""
+class AggregateFileWriter:
+    """Writes aggregate records as one file per partition directory; usable inside any DoFn
+    (call `setup()` from the DoFn's setup)."""
 
     def __init__(self, base: str, output_format: str, dimensions: Sequence[str]) -> None:
         self._base = base.rstrip("/")
@@ -133,8 +134,8 @@ class _WriteAggregateFiles(beam.DoFn):
         self._write = object_writer(_scheme(self._base))
 
     def write_group(self, records: Iterable[dict[str, Any]], shard: str | None = None) -> list[str]:
-        """Writes one file per partition directory; named by `shard` when the caller guarantees
-        one group per (window, pane, shard), else by a digest of the content."""
+        """Writes the records of one (window, pane[, shard]); files are named by `shard` when the
+        caller guarantees one group per (window, pane, shard), else by a digest of the content."""
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:
             by_partition[partition_of(record, self._dims)].append(record)
@@ -153,6 +154,23 @@ class _WriteAggregateFiles(beam.DoFn):
             self._files.inc()
             written.append(path)
         return written
+
+
+def shard_name(shard: int, shards: int) -> str:
+    return f"s{shard:03d}of{shards:03d}"
+
+
+class _WriteAggregateFiles(beam.DoFn):
+    """Writes (key, records of one (window, pane)) elements."""
+
+    def __init__(self, base: str, output_format: str, dimensions: Sequence[str]) -> None:
+        self._writer = AggregateFileWriter(base, output_format, dimensions)
+
+    def setup(self) -> None:
+        self._writer.setup()
+
+    def write_group(self, records: Iterable[dict[str, Any]], shard: str | None = None) -> list[str]:
+        return self._writer.write_group(records, shard)
 
     def process(self, element: tuple[Any, Iterable[dict[str, Any]]]) -> Iterator[str]:
         _, records = element
@@ -174,28 +192,6 @@ class _WriteAggregatesPerBundle(_WriteAggregateFiles):
         for key in sorted(self._pending):
             self.write_group(self._pending[key])
         self._pending.clear()
-
-
-class _WriteShardFiles(_WriteAggregateFiles):
-    """Writes one element = every record of one (window, pane, shard), as it arrives."""
-
-    def process(self, element: tuple[tuple, list[dict[str, Any]]]) -> Iterator[str]:
-        (shard, shards), records = element
-        if records:
-            yield from self.write_group(records, shard=f"s{shard:03d}of{shards:03d}")
-
-
-class WriteAggregateShards(beam.PTransform):
-    """Writes ((shard, shards), records) elements, each the complete content of one window
-    pane shard: no shuffle before the write, and deterministic file names, so a re-run or a
-    retried bundle overwrites the same objects instead of adding new ones."""
-
-    def __init__(self, base: str, output_format: str, dimensions: Sequence[str]) -> None:
-        super().__init__()
-        self._writer = _WriteShardFiles(base, output_format, dimensions)
-
-    def expand(self, shards: beam.PCollection) -> beam.PCollection:
-        return shards | "WriteShardFiles" >> beam.ParDo(self._writer)
 
 
 def _pane_key(record: dict[str, Any]) -> tuple:
