@@ -315,9 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--read-slice",
         type=float,
-        default=1.0,
-        help="Seconds a shard read runs before it checkpoints and commits its output (the runner's own "
-        "SDF checkpoint interval is 1 s). Default: %(default)s",
+        default=0.05,
+        help="Seconds a shard read runs before it checkpoints and commits its output. Below 0.2 (the "
+        "5 GetRecords/s a shard allows) every call reads one page and returns. Beam's own SDF "
+        "checkpoint interval on this runner is 1 s. Default: %(default)s",
     )
     parser.add_argument("--window", type=int, default=60, help="Fixed window size, seconds. Default: %(default)s")
     parser.add_argument("--keys", type=int, default=50, help="Keys per region (3 regions). Default: %(default)s")
