@@ -160,7 +160,10 @@ class _DropSeen(beam.DoFn):
             LOG.warning(
                 "dedupe: shard %d, bucket %d holds --dedupe_max_ids=%d ids; %d newer ids are not remembered "
                 "(their duplicates would be counted). Raise --dedupe_max_ids if memory allows.",
-                shard, bucket, self._max_ids, overflow,
+                shard,
+                bucket,
+                self._max_ids,
+                overflow,
             )
         seen_state.write(seen)
         if keep:
@@ -192,8 +195,4 @@ class Dedupe(beam.PTransform):
         self._drop = _DropSeen(id_field, window, int(allowed_lateness_s * 1000), max_ids)
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        return (
-            batches
-            | "SplitById" >> beam.ParDo(self._split)
-            | "DropSeen" >> beam.ParDo(self._drop)
-        )
+        return batches | "SplitById" >> beam.ParDo(self._split) | "DropSeen" >> beam.ParDo(self._drop)
