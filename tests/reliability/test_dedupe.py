@@ -3,6 +3,7 @@ every delivery counts; over files (bounded path) and over a Kinesis stream with 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,3 +97,28 @@ def test_pubsub_redelivery_counted_once(pubsub_service, tmp_path, dedupe):
             "--output", str(out), *(["--dedupe_by", "event_id"] if dedupe else []))
     actual = final_aggregates(read_panes(out))
     assert_same_aggregates(actual, expected_aggregates(events if dedupe else events + events))
+
+
+def test_overflow_beyond_max_ids_passes_records_through():
+    """Past --dedupe_max_ids a window's newer ids are not remembered: their duplicates pass
+    (counted twice) and nothing is ever dropped wrongly; remembered ids are still deduplicated."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from io_connectors.records import RawBatch
+    from transforms.dedupe import Dedupe
+    from transforms.windowing import parse_window
+
+    records = encode(good_events(40, seed=3, span_ms=1_000))  # one window
+    with beam.Pipeline() as pipeline:
+        ids = (
+            pipeline
+            | beam.Create([RawBatch("a", records), RawBatch("b", records)])
+            | Dedupe("event_id", "event_time", parse_window("fixed:60"), max_ids=3, shards=1)
+            | beam.FlatMap(lambda batch: [json.loads(r)["event_id"] for r in batch.records])
+            | "PerId" >> beam.combiners.Count.PerElement()
+            | beam.Map(lambda kv: kv[1])
+            | "PerTimesSeen" >> beam.combiners.Count.PerElement()
+        )
+        # 3 ids remembered: seen once; the 37 others pass both times.
+        assert_that(ids, equal_to([(1, 3), (2, 37)]))
