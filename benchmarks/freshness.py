@@ -104,6 +104,7 @@ def run_rate(service: Any, rate: int, args: argparse.Namespace, work: Path) -> d
         sys.executable, "-m", "benchmarks.freshness_pipeline",
         "--sdf_checkpoint_s", str(args.read_slice),
         "--streaming", "--early_firing", str(args.early_firing), "--window", f"fixed:{args.window}",
+        "--allowed_lateness", str(args.allowed_lateness),
         "--source", f"kinesis://{stream}?region={REGION}",
         "--kinesis_endpoint_url", service.endpoint_url,
         "--kinesis_start_position", "TRIM_HORIZON", "--kinesis_poll_interval", "0.2",
@@ -248,7 +249,8 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\nFreshness, streaming DirectRunner + Kinesis reader on kinesalite ({results['machine']}, shared machine)")
     settings = results["settings"]
     print(
-        f"early panes every {settings['early_firing_s']} s, read slice {settings['read_slice_s']} s,"
+        f"early panes every {settings['early_firing_s']} s, allowed lateness {settings.get('allowed_lateness_s')} s,"
+        f" read slice {settings['read_slice_s']} s,"
         f" {settings['shards']} shard(s), {settings['duration_s']:.0f} s per rate"
     )
     header = (
@@ -321,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint interval on this runner is 1 s. Default: %(default)s",
     )
     parser.add_argument("--window", type=int, default=60, help="Fixed window size, seconds. Default: %(default)s")
+    parser.add_argument(
+        "--allowed-lateness",
+        type=float,
+        default=60.0,
+        help="--allowed_lateness of the pipeline. On this runner a processing-time firing passes the wall "
+        "clock as the watermark to the trigger, which closes a window about when the clock passes its end and "
+        "drops the events still in flight for it; lateness keeps them (as LATE panes). Default: %(default)s",
+    )
     parser.add_argument("--keys", type=int, default=50, help="Keys per region (3 regions). Default: %(default)s")
     parser.add_argument(
         "--shards",
@@ -365,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "runner": "BundleBasedDirectRunner (streaming), via benchmarks.freshness_pipeline",
         "settings": {
+            "allowed_lateness_s": args.allowed_lateness,
             "early_firing_s": args.early_firing,
             "read_slice_s": args.read_slice,
             "shards": args.shards,
