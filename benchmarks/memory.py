@@ -8,7 +8,7 @@ source runs at --small events first, then at --events, so that the peak can be c
 10x larger input as well as along one run's time. Sources:
 
 * synthetic: `synthetic://?events=N&keys=50&seed=42` (generated inside the pipeline);
-* file: an NDJSON file of N seeded events, generated once under --data-dir (10M lines ~1.3 GB).
+* file: an NDJSON file of N seeded events, generated once under --data-dir (10M lines ~1.1 GB).
 
 Output: a table, benchmarks/results/memory.json and benchmarks/results/memory.png.
 """
