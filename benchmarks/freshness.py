@@ -83,6 +83,41 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of `pid` and its descendants so far (0 if unknown or gone)."""
+    if pid is None:
+        return 0.0
+    from benchmarks.memory import _children
+
+    tree = _children()
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(tree.get(current, ()))
+        try:
+            with open(f"/proc/{current}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / CLOCK_TICKS
+
+
+def _cpu_snapshot(pipeline_pid: int, service: Any) -> dict[str, float]:
+    handle = getattr(service, "handle", None)
+    server = getattr(getattr(handle, "proc", None), "pid", None)
+    times = os.times()
+    return {
+        "pipeline": cpu_seconds(pipeline_pid),
+        "kinesalite": cpu_seconds(server),
+        "producer": times.user + times.system,
+    }
+
+
 def _drain(sent: dict, output: Path, expected: int, max_s: float) -> float:
     """Wait until every measured event is in some pane, or `max_s`; seconds waited."""
     started = time.monotonic()
@@ -121,8 +156,10 @@ def run_rate(service: Any, rate: int, args: argparse.Namespace, work: Path) -> d
             f"[{rate:>6}/s] pipeline live after {live_s:.1f} s; producing for {args.duration:.0f} s ...",
             file=sys.stderr,
         )
+        cpu_before, wall_before = _cpu_snapshot(proc.pid, service), time.monotonic()
         sendlog = produce_paced(client, stream, rate, args.duration, args.keys, args.window)
         drained_s = _drain(sendlog.sent, output, sendlog.count, args.drain)
+        cpu_after, wall = _cpu_snapshot(proc.pid, service), time.monotonic() - wall_before
     finally:
         _stop(proc)
     panes = read_panes(output)
@@ -140,6 +177,8 @@ def run_rate(service: Any, rate: int, args: argparse.Namespace, work: Path) -> d
         "put_seconds": round(sendlog.put_seconds, 2),
         "startup_s": round(live_s, 1),
         "drain_s": round(drained_s, 1),
+        # Share of one core each process used from the start of production to the end of the drain.
+        "cpu_cores_used": {k: round((cpu_after[k] - cpu_before[k]) / wall, 2) for k in cpu_before},
     }
     in_order = _in_send_order(sendlog.sent, panes)
     third = len(in_order) // 3
@@ -281,6 +320,10 @@ def print_table(results: dict[str, Any]) -> None:
             pane["p99_ms"],
         )
         print(" | ".join(f"{_fmt(c):>11}" for c in cells))
+    print("\nCPU used during each run (cores; the machine has 2, shared with other jobs):")
+    for row in results["rates"]:
+        used = ", ".join(f"{name} {cores:.2f}" for name, cores in row["cpu_cores_used"].items())
+        print(f"  {row['offered_per_s']:>6,}/s: {used}")
     bounded = results.get("bounded_read")
     if bounded:
         print(
