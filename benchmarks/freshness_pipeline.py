@@ -16,8 +16,10 @@ connector's own unbounded shard reader: the same reader, without resharding disc
 Beam 2.77's streaming BundleBasedDirectRunner also fails on any splittable DoFn ("Transform
 node ...ProcessKeyedElements/GroupByKey... was not replaced as expected"): the GroupByKey that
 its SDF expansion adds is expanded after the streaming GroupByKey overrides have run.
-`_streaming_sdf_overrides` re-applies those overrides last. And that runner's SDF invoker
-predates `tracker.defer_remainder()` (see `_patched_invoker`).
+`_streaming_sdf_overrides` re-applies those overrides last. That runner's SDF invoker predates
+`tracker.defer_remainder()` (see `_patched_invoker`), and it lets the watermark run ahead of a
+read before the read's first bundle commits (see `_hold_unbounded_reads`). All of this is patched
+in this process only; docs/benchmarks-freshness.md tells the whole story.
 """
 
 from __future__ import annotations
