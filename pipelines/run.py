@@ -20,6 +20,7 @@ from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
 from pipelines.options import add_all_arguments
 from runners import ProfileError, apply_profile
+from runners.direct import local_runner
 from transforms.sinks import NAMESPACE
 
 DESCRIPTION = """Windowed analytics over a regional event stream, written to object storage.
@@ -95,7 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
+    try:
+        runner = local_runner(options, config.early_firing_s is not None, config.source.scheme)
+    except ProfileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    pipeline = beam.Pipeline(runner=runner, options=options)
     build_pipeline(pipeline, config)
     result = pipeline.run()
     result.wait_until_finish()

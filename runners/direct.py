@@ -51,3 +51,25 @@ def build_options(
     options = PipelineOptions(merge_flags(args_from_terraform(profile), args, overrides))
     apply_profile(options)
     return options
+
+
+def local_runner(options: PipelineOptions, early_firing: bool, source_scheme: str) -> object | None:
+    """The runner object for a local job, or None to let Beam's DirectRunner choose.
+
+    Beam's DirectRunner runs this pipeline on the FnApiRunner, which has no processing-time
+    clock: a processing-time trigger (--early_firing) fails there. Such jobs run on Beam's
+    streaming BundleBasedDirectRunner instead, which fires them; it cannot run the stream
+    connectors' splittable reads, so those need a streaming runner (Flink, Dataflow)."""
+    standard = options.view_as(StandardOptions)
+    if not early_firing or (standard.runner or RUNNER) != RUNNER:
+        return None
+    if source_scheme not in ("synthetic", "file"):
+        raise ProfileError(
+            f"--early_firing with a {source_scheme}:// source needs a streaming runner (FlinkRunner, "
+            "DataflowRunner): the local runner cannot fire processing-time triggers during a stream read; "
+            "drop --early_firing locally or use synthetic:// or file:// input."
+        )
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+
+    standard.streaming = True
+    return BundleBasedDirectRunner()
