@@ -52,8 +52,7 @@ class DecodeAndPreAggregate(beam.DoFn):
     def setup(self) -> None:
         config = self._config
         self._decoder = Decoder(config.schema, config.input_format, config.avro_schema)
-        use_arrow = config.input_format == "json" and not config.window.merging
-        self._columnar = ColumnarDecoder(config.schema) if use_arrow else None
+        self._columnar = None if config.window.merging else ColumnarDecoder(config.schema, config.input_format)
         self._sharder = WindowSharder(config.window_shards)
 
     def process(self, batch: RawBatch) -> Iterator[Any]:

@@ -30,10 +30,12 @@ MIN_BATCH = 512
 
 
 class ColumnarDecoder:
-    """Parses clean JSON batches into an Arrow table of (time, value, id, dims...)."""
+    """Turns clean batches into an Arrow table of (time, value, id, dims...): JSON lines parsed
+    by Arrow, or records an Avro container file already decoded to dicts."""
 
-    def __init__(self, schema: EventSchema) -> None:
+    def __init__(self, schema: EventSchema, input_format: str = "json") -> None:
         self.schema = schema
+        self.input_format = input_format
         fields = [
             pa.field(schema.event_time_field, pa.int64()),
             pa.field(schema.value_field, pa.float64()),
@@ -41,6 +43,7 @@ class ColumnarDecoder:
         ] + [pa.field(dim, pa.string()) for dim in schema.dimensions]
         # Fields may coincide (say, id and a dimension); Arrow wants each once.
         unique = {f.name: f for f in fields}
+        self._arrow_schema = pa.schema(list(unique.values()))
         self._parse = pa_json.ParseOptions(
             explicit_schema=pa.schema(list(unique.values())), unexpected_field_behavior="ignore"
         )
@@ -49,17 +52,15 @@ class ColumnarDecoder:
 
     def decode(self, batch: RawBatch) -> pa.Table | None:
         records = batch.records
-        if len(records) < MIN_BATCH or not all(isinstance(r, (bytes, bytearray)) for r in records[:1]):
+        if len(records) < MIN_BATCH:
             return None
-        data = b"\n".join(records)
-        if len(data) > MAX_RECORD_BYTES * 64:
+        if isinstance(records[0], dict):
+            table = self._from_dicts(records)
+        elif self.input_format == "json" and isinstance(records[0], (bytes, bytearray)):
+            table = self._from_json(records)
+        else:
             return None
-        try:
-            table = pa_json.read_json(io.BytesIO(data), read_options=self._read, parse_options=self._parse)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            return None
-        # One row per record, or something (an empty line, a record spanning lines) needs a closer look.
-        if table.num_rows != len(records):
+        if table is None:
             return None
         schema = self.schema
         times = table[schema.event_time_field]
@@ -73,11 +74,36 @@ class ColumnarDecoder:
         bounds = pc.min_max(times).as_py()
         if bounds["min"] < MIN_EVENT_TIME_MS or bounds["max"] >= MAX_EVENT_TIME_MS:
             return None
-        if max(map(len, records)) > MAX_RECORD_BYTES:
-            return None
         columns = {TIME: times, VALUE: values, ID: table[schema.id_field]}
         columns.update({dim: table[dim] for dim in schema.dimensions})
         return pa.table(columns)
+
+    def _from_json(self, records: list[bytes]) -> pa.Table | None:
+        data = b"\n".join(records)
+        if len(data) > MAX_RECORD_BYTES * 64 or max(map(len, records)) > MAX_RECORD_BYTES:
+            return None
+        try:
+            table = pa_json.read_json(io.BytesIO(data), read_options=self._read, parse_options=self._parse)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return None
+        # One row per record, or something (an empty line, a record spanning lines) needs a closer look.
+        return table if table.num_rows == len(records) else None
+
+    def _from_dicts(self, records: list) -> pa.Table | None:
+        time_field, value_field = self.schema.event_time_field, self.schema.value_field
+        for record in records:
+            # Arrow would take True as 1; the row path rejects booleans, and so must this one.
+            if (
+                type(record) is not dict
+                or type(record.get(time_field)) is bool
+                or type(record.get(value_field)) is bool
+            ):
+                return None
+        try:
+            # Strict conversion: a string where a number belongs, or a bool, is left to the row path.
+            return pa.Table.from_pylist(records, schema=self._arrow_schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            return None
 
 
 def preaggregate_table(

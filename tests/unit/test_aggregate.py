@@ -106,3 +106,21 @@ def test_id_hashes_agree_between_row_and_column_paths():
     assert hash_list(ids) == expected
     assert hash_array(pa.array(ids)).tolist() == expected
     assert len(set(expected)) == len(expected)
+
+
+def test_avro_dicts_take_the_columnar_path_only_when_the_row_path_would_agree():
+    """Records already decoded from an Avro container go through Arrow when clean, and fall back
+    to the row path (which dead-letters them) when a value is a boolean or a string."""
+    from io_connectors.records import RawBatch
+    from transforms.columnar import MIN_BATCH, ColumnarDecoder
+    from transforms.decode import EventSchema
+
+    clean = [
+        {"event_id": f"e{i}", "event_time": 1000 + i, "region": "eu", "key": "k", "value": float(i)}
+        for i in range(MIN_BATCH)
+    ]
+    decoder = ColumnarDecoder(EventSchema(), "avro")
+    table = decoder.decode(RawBatch("f.avro", clean))
+    assert table is not None and table.num_rows == MIN_BATCH
+    for bad in ({"value": True}, {"value": "12"}, {"event_time": "soon"}):
+        assert decoder.decode(RawBatch("f.avro", clean[:-1] + [{**clean[-1], **bad}])) is None
