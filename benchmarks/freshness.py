@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -50,21 +49,10 @@ from benchmarks.freshness_stats import (
     summarize,
     sustained_rate,
 )
+from benchmarks.throughput import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REGION = "us-east-1"
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
 def _stop(proc: subprocess.Popen) -> None:
