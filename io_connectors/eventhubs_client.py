@@ -11,9 +11,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Callable
 
+from io_connectors.timestamps import to_epoch_millis
 from io_connectors.uri import SourceSpec, UriError
 
 LOG = logging.getLogger(__name__)
@@ -186,18 +186,12 @@ def list_partitions(admin_or_consumer: Any, target: EventHubsTarget) -> list[int
 
 def parse_timestamp_ms(raw: str) -> int:
     """Epoch millis or ISO-8601 (naive means UTC) -> epoch millis."""
-    text = raw.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return to_epoch_millis(raw)
     except ValueError:
         raise UriError(
             f"--eventhubs_start_timestamp {raw!r} is neither epoch millis nor ISO-8601 (2026-01-01T00:00:00Z)."
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
 
 
 def caught_up_offset(consumer: Any, topic: str, partition: int, from_offset: int, timeout_s: float) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import UTC, datetime
 
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from io_connectors.timestamps import to_epoch_millis
 
 START_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 WATERMARK_MODES = ("arrival", "event_time")
@@ -18,13 +19,7 @@ WATERMARK_MODES = ("arrival", "event_time")
 
 def parse_start_timestamp(raw: str) -> int:
     """Epoch millis (digits) or ISO-8601 (naive means UTC) -> epoch millis; ValueError otherwise."""
-    text = raw.strip()
-    if text.isdigit():
-        return int(text)
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    return to_epoch_millis(raw)
 
 
 class KinesisOptions(PipelineOptions):

@@ -11,13 +11,13 @@ import base64
 import io
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
 import orjson
 
 from io_connectors.records import RawBatch, ReadFailure
+from io_connectors.timestamps import to_epoch_millis
 
 # Event times outside [1970, 2100) are almost always unit mistakes (seconds vs millis,
 # micros) or corrupt clocks; they would open windows nobody queries.
@@ -64,19 +64,12 @@ def parse_event_time(raw: Any, field_name: str) -> int:
             raise DecodeError(f"field {field_name!r} is {raw!r}; expected a finite epoch-millis number")
         millis = int(raw)
     elif isinstance(raw, str):
-        text = raw.strip()
-        if text.isdigit():
-            millis = int(text)
-        else:
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                raise DecodeError(
-                    f"field {field_name!r} is {raw!r}; expected epoch millis or ISO-8601 like 2026-01-01T00:00:00Z"
-                ) from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            millis = int(parsed.timestamp() * 1000)
+        try:
+            millis = to_epoch_millis(raw)
+        except ValueError:
+            raise DecodeError(
+                f"field {field_name!r} is {raw!r}; expected epoch millis or ISO-8601 like 2026-01-01T00:00:00Z"
+            ) from None
     else:
         raise DecodeError(f"field {field_name!r} has type {type(raw).__name__}; expected epoch millis or ISO-8601")
     if not MIN_EVENT_TIME_MS <= millis < MAX_EVENT_TIME_MS:
