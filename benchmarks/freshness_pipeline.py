@@ -37,9 +37,9 @@ from apache_beam.runners.direct import direct_runner
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
 from pipelines.analytics import add_analytics, build_pipeline
-from pipelines.config import ConfigError, JobConfig, build_config
-from pipelines.run import parse_options
-from runners import ProfileError, apply_profile
+from pipelines.config import ConfigError, JobConfig
+from pipelines.run import parse_options, prepare_job
+from runners import ProfileError
 
 STREAMING_OVERRIDES = ("StreamingGroupByKeyOverride", "StreamingGroupAlsoByWindowOverride")
 
@@ -188,8 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _hold_unbounded_reads()
     options = parse_options(rest)
     try:
-        apply_profile(options)
-        config = build_config(options)
+        config = prepare_job(options)
     except (ConfigError, ProfileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -58,6 +58,12 @@ def parse_options(argv: Sequence[str]) -> PipelineOptions:
     return options
 
 
+def prepare_job(options: PipelineOptions) -> JobConfig:
+    """Runner profile applied, every option validated; raises ConfigError or ProfileError."""
+    apply_profile(options)
+    return build_config(options)
+
+
 def summarize(result: beam.runners.runner.PipelineResult, config: JobConfig, seconds: float) -> str:
     counters: dict[str, int] = {}
     for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
@@ -85,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = parse_options(argv)
     try:
-        apply_profile(options)
-        config = build_config(options)
+        config = prepare_job(options)
     except (ConfigError, ProfileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
