@@ -13,7 +13,9 @@ resume and start reading (from earliest) once the partition appears. A second di
 stage would not work on the DirectRunner, which runs an SDF stage to completion before the
 next one starts. Consumers use assign + seek, never group subscription: the runner's
 checkpoint (the residual restriction) is the position of record. Committing offsets to the
-consumer group on bundle finalization is optional and only for lag dashboards.
+consumer group on bundle finalization is optional and only for lag dashboards. With --resume
+(DirectRunner) each partition starts at the next offset stored by the last successful run
+(io_connectors.positions), and every claimed offset is recorded for this run's commit.
 
 `python -m io_connectors.eventhubs produce ...` writes synthetic events (tests, benchmarks).
 """
@@ -38,6 +40,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from io_connectors import positions
 from io_connectors.eventhubs_client import (
     EventHubsError,
     EventHubsTarget,
@@ -57,7 +60,7 @@ from io_connectors.eventhubs_restriction import (
     remaining_size,
 )
 from io_connectors.records import RawBatch
-from io_connectors.uri import SourceSpec, UriError
+from io_connectors.uri import SourceSpec, UriError, parse_sink
 
 LOG = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ class ReadSettings:
     caught_up_resume_s: float = 0.2  # resume delay once a partition has caught up
     discovery_interval_s: float = 2.0  # metadata re-list period for partitions not there yet
     budget_key: str = ""
+    position_store: str | None = None  # --resume: io_connectors.positions store of this read
 
     @property
     def bounded(self) -> bool:
@@ -164,6 +168,40 @@ def _consumer_config(target: EventHubsTarget) -> dict[str, Any]:
     }
 
 
+def stored_offsets(path: str | None) -> dict[int, int]:
+    """--resume: the next offset of each partition, as the last successful run stored it."""
+    if path is None:
+        return {}
+    offsets = {}
+    for partition, offset in positions.load_positions(path).items():
+        if not (partition.isdigit() and offset.isdigit()):
+            raise positions.PositionStoreError(
+                f"the position store {path} holds {offset!r} for partition {partition!r}, which is not a "
+                "partition id and offset; delete it to read from --eventhubs_start_position, "
+                "or run without --resume."
+            )
+        offsets[int(partition)] = int(offset)
+    return offsets
+
+
+def plan_partitions(existing: Sequence[int], resolved: dict[int, int], stored: dict[int, int],
+                    max_partitions: int, min_timestamp_ms: int | None,
+                    deadline_s: float | None) -> list[PartitionRef]:
+    """One PartitionRef per partition id below max_partitions (and per existing partition).
+
+    A stored offset (--resume) wins over the resolved start position. Ids that do not exist
+    yet start at 0: when such a partition appears, all of it is new."""
+    refs = []
+    for partition in range(max(max_partitions, len(existing))):
+        listed = partition in existing
+        if partition in stored:
+            start = stored[partition]
+        else:
+            start = resolved[partition] if listed else 0
+        refs.append(PartitionRef(partition, start, min_timestamp_ms if listed else None, deadline_s, listed))
+    return refs
+
+
 # Partition ids per (endpoint, hub), re-listed at most every discovery interval per process.
 _METADATA_LOCK = threading.Lock()
 _METADATA: dict[tuple[str, str], tuple[float, frozenset[int]]] = {}
@@ -184,16 +222,14 @@ class _ListPartitions(beam.DoFn):
     def process(self, _impulse: Any) -> Iterator[PartitionRef]:
         settings = self._settings
         existing = list_partitions(self._consumer, self._target)
-        starts = start_offsets(self._consumer, self._target, existing, settings.start_position,
-                               settings.start_timestamp_ms)
+        stored = stored_offsets(settings.position_store)
+        # Resolve the start position only where no stored offset applies ("latest" costs a fetch).
+        fresh = [p for p in existing if p not in stored]
+        resolved = start_offsets(self._consumer, self._target, fresh, settings.start_position,
+                                 settings.start_timestamp_ms) if fresh else {}
         deadline = time.time() + settings.max_read_time_s if settings.max_read_time_s else None
         min_ts = settings.start_timestamp_ms if settings.start_position == "timestamp" else None
-        for partition in range(max(settings.max_partitions, len(existing))):
-            if partition in starts:
-                yield PartitionRef(partition, starts[partition], min_ts, deadline)
-            else:
-                # Not there yet: when it appears, all of it is new, so read it from the start.
-                yield PartitionRef(partition, 0, None, deadline, listed=False)
+        yield from plan_partitions(existing, resolved, stored, settings.max_partitions, min_ts, deadline)
 
     def teardown(self) -> None:
         consumer = getattr(self, "_consumer", None)
@@ -399,10 +435,13 @@ class _ReadPartition(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider)
                             LOG.warning("Partition %d: %s (librdkafka retries)", ref.partition, error.str())
                         continue
                     if message.offset() < next_offset:
+                        store = settings.position_store
                         raise EventHubsError(
                             f"Partition {ref.partition} of {self._target.hub!r} went back from offset {next_offset} "
                             f"to {message.offset()}: the broker lost or truncated data. Re-read from a known "
-                            "position (--eventhubs_start_position) after checking the hub."
+                            "position (--eventhubs_start_position) after checking the hub"
+                            + (f", and delete the position store {store} that --resume starts from." if store
+                               else ".")
                         )
                     records.append(message)
                 if records:
@@ -415,6 +454,10 @@ class _ReadPartition(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider)
                     self._budget.give_back(granted - len(claimed))
                     if claimed:
                         next_offset = claimed[-1].offset() + 1
+                        if settings.position_store:
+                            positions.PENDING.record(settings.position_store, str(ref.partition), str(next_offset))
+                        LOG.debug("eventhubs: partition %d claimed %d records up to offset %d", ref.partition,
+                                  len(claimed), next_offset - 1)
                         batch = self._batch(ref, claimed)
                         if batch is not None:
                             yield TimestampedValue(batch, Timestamp(micros=min(batch.timestamps_ms) * 1000))
@@ -549,8 +592,23 @@ def settings_from_options(options: PipelineOptions) -> ReadSettings:
 
 
 def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> beam.PTransform:
-    """--source eventhubs://NAMESPACE/HUB?consumer_group=G -> RawBatches."""
-    return _ReadRawBatches(target_from_options(spec, options), settings_from_options(options))
+    """--source eventhubs://NAMESPACE/HUB?consumer_group=G -> RawBatches (with --resume: from the
+    offsets the last successful run stored, recording this run's for commit when it succeeds)."""
+    from pipelines.options import AnalyticsOptions
+
+    target = target_from_options(spec, options)
+    settings = settings_from_options(options)
+    analytics = options.view_as(AnalyticsOptions)
+    if getattr(analytics, "resume", False):
+        source = spec.uri or f"eventhubs://{target.namespace}/{target.hub}"
+        try:
+            store = positions.resume_store(parse_sink(analytics.output, "--output").path, source,
+                                           settings.bounded, "--eventhubs_read_to_latest")
+            stored_offsets(store)  # a damaged store fails here, before anything is read
+        except positions.PositionStoreError as err:
+            raise UriError(str(err)) from None
+        settings = replace(settings, position_store=store)
+    return _ReadRawBatches(target, settings)
 
 
 # ----------------------------------------------------------------------------------------- writer

@@ -800,14 +800,9 @@ def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> ReadFromKines
     store = None
     if getattr(analytics, "resume", False):
         bounded = analytics.max_records or analytics.max_read_time or kinesis.kinesis_read_to_latest
-        if not bounded:
-            raise UriError(
-                "--resume commits positions when a run finishes; bound the read with --kinesis_read_to_latest, "
-                "--max_read_time or --max_records."
-            )
-        store = positions.store_path(parse_sink(analytics.output, "--output").path, spec.uri or stream)
         try:
-            positions.PENDING.register(store, spec.uri or stream)
+            store = positions.resume_store(parse_sink(analytics.output, "--output").path, spec.uri or stream,
+                                           bool(bounded), "--kinesis_read_to_latest")
         except positions.PositionStoreError as err:
             raise UriError(str(err)) from None
     return ReadFromKinesis(

@@ -33,7 +33,7 @@ VERSION = 1
 
 
 class PositionStoreError(RuntimeError):
-    """The stored positions cannot be read; the message says which file and what to do."""
+    """The position store cannot be used; the message says which file or option and what to do."""
 
 
 def store_path(output: str, source_uri: str) -> str:
@@ -70,6 +70,26 @@ def save_positions(path: str, source: str, positions: dict[str, str]) -> None:
     with FileSystems.create(temp, mime_type="application/json") as handle:
         handle.write(body.encode())
     FileSystems.rename([temp], [path])
+
+
+def unbounded_message(read_to_latest_option: str) -> str:
+    """Why --resume needs a bounded read, naming the source's own read-to-latest option."""
+    return (
+        f"--resume commits positions when a run finishes; bound the read with {read_to_latest_option}, "
+        "--max_read_time or --max_records."
+    )
+
+
+def resume_store(output: str, source: str, bounded: bool, read_to_latest_option: str) -> str:
+    """--resume: the store of `source` under `output`, registered to be committed at exit.
+
+    Raises PositionStoreError for an unbounded read (it would never finish, so never commit)
+    and for an unreadable store."""
+    if not bounded:
+        raise PositionStoreError(unbounded_message(read_to_latest_option))
+    path = store_path(output, source)
+    PENDING.register(path, source)
+    return path
 
 
 class _Pending:

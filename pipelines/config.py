@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from io_connectors.eventhubs_options import EventHubsOptions
 from io_connectors.kinesis_options import KinesisOptions
+from io_connectors.positions import unbounded_message
 from io_connectors.sources import check_source
 from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
 from pipelines.options import AnalyticsOptions
@@ -56,6 +58,27 @@ def _load_avro_schema(path: str | None) -> dict | None:
         raise ConfigError(f"--avro_schema {path!r} cannot be read: {err.strerror}.") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"--avro_schema {path!r} is not valid JSON ({err}); give an .avsc schema file.") from None
+
+
+# Sources with a position store for --resume, and the option that bounds a read at the stream's end.
+RESUMABLE_SOURCES = {"kinesis": "--kinesis_read_to_latest", "eventhubs": "--eventhubs_read_to_latest"}
+
+
+def _check_resume(options: PipelineOptions, source: SourceSpec) -> None:
+    """--resume needs a source with a position store and a read that finishes (to commit)."""
+    if source.scheme not in RESUMABLE_SOURCES:
+        raise ConfigError(
+            f"--resume keeps positions for kinesis:// and eventhubs:// sources only, not {source.scheme}://; "
+            "drop --resume (Pub/Sub redelivers unacknowledged messages; files and synthetic input are read "
+            "whole by every run)."
+        )
+    opts = options.view_as(AnalyticsOptions)
+    if source.scheme == "kinesis":
+        read_to_latest = options.view_as(KinesisOptions).kinesis_read_to_latest
+    else:
+        read_to_latest = options.view_as(EventHubsOptions).eventhubs_read_to_latest
+    if not (opts.max_records or opts.max_read_time or read_to_latest):
+        raise ConfigError(unbounded_message(RESUMABLE_SOURCES[source.scheme]))
 
 
 def build_config(options: PipelineOptions) -> JobConfig:
@@ -108,18 +131,8 @@ def build_config(options: PipelineOptions) -> JobConfig:
         raise ConfigError(f"--max_read_time {opts.max_read_time} must be a positive number of seconds.")
     if opts.dedupe_max_ids < 1:
         raise ConfigError(f"--dedupe_max_ids {opts.dedupe_max_ids} must be at least 1.")
-    if opts.resume and source.scheme != "kinesis":
-        raise ConfigError(
-            f"--resume keeps positions for kinesis:// sources only, not {source.scheme}://; drop --resume "
-            "(Pub/Sub redelivers unacknowledged messages; Event Hubs resumes from committed offsets)."
-        )
-    if opts.resume and not (
-        opts.max_records or opts.max_read_time or options.view_as(KinesisOptions).kinesis_read_to_latest
-    ):
-        raise ConfigError(
-            "--resume commits positions when a run finishes; bound the read with --kinesis_read_to_latest, "
-            "--max_read_time or --max_records."
-        )
+    if opts.resume:
+        _check_resume(options, source)
     avro_schema = _load_avro_schema(opts.avro_schema)
     try:
         # Refuse, before anything starts, secrets on the command line and (with --jurisdiction)

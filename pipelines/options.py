@@ -139,9 +139,10 @@ class AnalyticsOptions(PipelineOptions):
             "--resume",
             action="store_true",
             default=False,
-            help="DirectRunner streams: start each shard/partition after the position stored by the last "
-            "successful run in <output>/_positions/, and store this run's positions when it finishes "
-            "(see docs/reliability.md). Needs a bounded read.",
+            help="Kinesis and Event Hubs on the DirectRunner: start each shard/partition after the position "
+            "stored by the last successful run in <output>/_positions/, and store this run's positions when "
+            "it finishes (see docs/reliability.md). Needs a bounded read: --max_records, --max_read_time, "
+            "--kinesis_read_to_latest or --eventhubs_read_to_latest.",
         )
         group.add_argument(
             "--jurisdiction",

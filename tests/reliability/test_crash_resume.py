@@ -1,6 +1,6 @@
-"""Crash and resume: a streaming Kinesis run is SIGKILLed mid-stream and restarted with
---resume; the union of the outputs holds every event exactly once, and the position store
-never runs ahead of what was written."""
+"""Crash and resume: a streaming Kinesis or Event Hubs run is SIGKILLed mid-stream and
+restarted with --resume; the union of the outputs holds every event exactly once, and the
+position store never runs ahead of what was written."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from io_connectors.positions import store_path
+from tests.integration.test_eventhubs import create_hub, produce
 from tests.reliability.helpers import (
     BASE_MS,
     REPO,
@@ -38,12 +39,14 @@ def _source_args(stream: str, out: Path) -> list[str]:
             "--kinesis_poll_interval", "0.2", "--streaming", "--resume", "--output", str(out)]
 
 
-# The CLI with the Kinesis reader's per-page DEBUG lines on stderr ("claimed N records").
+# The CLI with the stream readers' per-page DEBUG lines on stderr ("claimed N records").
 WRAPPER = (
     "import logging, runpy, sys; logging.basicConfig(level=logging.WARNING); "
     "logging.getLogger('io_connectors.kinesis').setLevel(logging.DEBUG); "
+    "logging.getLogger('io_connectors.eventhubs').setLevel(logging.DEBUG); "
     "runpy.run_module('pipelines.run', run_name='__main__')"
 )
+CLAIMED = re.compile(r"(?:kinesis: shard|eventhubs: partition) \S+ claimed (\d+) records")
 
 
 def _kill_after_reading(env: dict, argv: list[str], records: int) -> None:
@@ -55,7 +58,7 @@ def _kill_after_reading(env: dict, argv: list[str], records: int) -> None:
     try:
         assert job.stderr is not None
         for line in job.stderr:
-            match = re.search(r"kinesis: shard \S+ claimed (\d+) records", line)
+            match = CLAIMED.search(line)
             claimed += int(match.group(1)) if match else 0
             if claimed >= records:
                 break
@@ -98,3 +101,64 @@ def test_killed_kinesis_run_resumes_with_every_event_once(kinesis_service, tmp_p
     assert {p: p.stat().st_mtime_ns for p in files_a} == files_a  # part A was not read again
     committed = json.loads(store.read_text())["positions"]
     assert all(int(committed[s]) > int(committed_a[s]) for s in committed_a)
+
+
+EVENTHUBS_PARTITIONS = 3
+
+
+def _eventhubs_args(bootstrap: str, hub: str, out: Path) -> list[str]:
+    return ["--source", f"eventhubs://local/{hub}?consumer_group=analytics", "--kafka_bootstrap", bootstrap,
+            "--eventhubs_security_protocol", "plaintext", "--eventhubs_max_partitions", str(EVENTHUBS_PARTITIONS),
+            "--streaming", "--resume", "--output", str(out)]
+
+
+def _produce_events(bootstrap: str, hub: str, events: list[dict], ends: dict[str, str]) -> None:
+    """Round-robin over the partitions; `ends` tracks each partition's next offset as the store
+    writes it (partition id -> offset, both strings)."""
+    produce(bootstrap, hub, encode(events), partition_of=lambda i: i % EVENTHUBS_PARTITIONS)
+    for i in range(len(events)):
+        key = str(i % EVENTHUBS_PARTITIONS)
+        ends[key] = str(int(ends.get(key, "0")) + 1)
+
+
+def test_killed_eventhubs_run_resumes_with_every_event_once(kafka_service, tmp_path):
+    """Run 1 reads part A and commits each partition's next offset; run 2 reads all of part B
+    and is killed while its read goes on, committing nothing; run 3 resumes from run 1's
+    offsets and reads B alone; run 4, after part C arrives, reads C alone. Union of the
+    outputs: exactly A + B + C, one ON_TIME pane each, and earlier parts' files untouched."""
+    bootstrap = kafka_service.bootstrap
+    hub = f"resume-{uuid.uuid4().hex[:8]}"
+    create_hub(bootstrap, hub, EVENTHUBS_PARTITIONS)
+    out = tmp_path / "out"
+    args = _eventhubs_args(bootstrap, hub, out)
+    # Each part's windows start 10 minutes after the last one's: each window is written by one run only.
+    part_a = good_events(1_200, seed=1, start_ms=BASE_MS, prefix="a")
+    part_b = good_events(1_200, seed=2, start_ms=BASE_MS + 600_000, prefix="b")
+    part_c = good_events(600, seed=3, start_ms=BASE_MS + 1_200_000, prefix="c")
+    ends: dict[str, str] = {}
+    store = Path(store_path(str(out), f"eventhubs://local/{hub}?consumer_group=analytics"))
+
+    _produce_events(bootstrap, hub, part_a, ends)
+    run_cli({}, *args, "--eventhubs_read_to_latest")
+    assert json.loads(store.read_text())["positions"] == ends  # the next offset of every partition
+    committed_a = dict(ends)
+    files_a = {p: p.stat().st_mtime_ns for p in out.rglob("*.jsonl")}
+    assert_same_aggregates(final_aggregates(read_panes(out)), expected_aggregates(part_a))
+
+    _produce_events(bootstrap, hub, part_b, ends)
+    _kill_after_reading({}, [*args, "--max_read_time", "600"], len(part_b))
+    assert json.loads(store.read_text())["positions"] == committed_a  # the killed run committed nothing
+
+    run_cli({}, *args, "--eventhubs_read_to_latest")
+    assert json.loads(store.read_text())["positions"] == ends
+    assert {p: p.stat().st_mtime_ns for p in files_a} == files_a  # part A was not read again
+    files_ab = {p: p.stat().st_mtime_ns for p in out.rglob("*.jsonl")}
+
+    _produce_events(bootstrap, hub, part_c, ends)
+    run_cli({}, *args, "--eventhubs_read_to_latest")
+    assert json.loads(store.read_text())["positions"] == ends
+    assert {p: p.stat().st_mtime_ns for p in files_ab} == files_ab  # only part C was read
+    panes = read_panes(out)  # also checks that no pane was written twice with different data
+    on_time = {k[:3]: v for k, v in panes.items() if k[3] == "ON_TIME"}
+    assert_same_aggregates(on_time, expected_aggregates(part_a + part_b + part_c))
+    assert set(panes) == {(*k, "ON_TIME", 0) for k in on_time}

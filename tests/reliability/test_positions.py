@@ -33,8 +33,10 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--source", "synthetic://?events=10"], "--resume keeps positions for kinesis:// sources only"),
+        (["--source", "synthetic://?events=10"], "--resume keeps positions for kinesis:// and eventhubs:// sources"),
         (["--source", "kinesis://s?region=us-east-1"], "bound the read with --kinesis_read_to_latest"),
+        (["--source", "eventhubs://local/h", "--kafka_bootstrap", "127.0.0.1:9"],
+         "bound the read with --eventhubs_read_to_latest"),
     ],
 )
 def test_resume_refused_where_it_cannot_work(tmp_path, argv, message):
