@@ -13,7 +13,8 @@ double the traffic and add nothing).
 Writes go through Beam's own IO clients for each store (S3IO, GcsIO, BlobStorageIO), built
 once per DoFn instance from the pipeline options that Beam hands its filesystems, instead of
 `FileSystems.create`, which builds a new client (a new boto3 session, ~0.2 s) for every call.
-See docs/storage.md.
+The S3 client retries in boto3's standard mode (see transforms/sink_options.py), so a store
+that refuses writes for a minute or two delays the run instead of failing it. See docs/storage.md.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.formats import EXTENSIONS, MIME_TYPES, encode
-from transforms.sink_options import gcs_emulator_host
+from transforms.sink_options import gcs_emulator_host, s3_client
 
 NAMESPACE = "analytics"
 OBJECT_STORE_SCHEMES = ("s3", "gs", "azfs")
@@ -72,15 +73,33 @@ def gcs_storage_client(options: PipelineOptions) -> Any:  # noqa: ANN401 - googl
     return storage.Client(project=project, credentials=AnonymousCredentials())
 
 
+def s3_store_client(options: PipelineOptions) -> Any:  # noqa: ANN401 - Beam's S3 client
+    """Beam's S3 client wrapper over a boto3 client with the sink's retries (`s3_client`)."""
+    from apache_beam.io.aws.clients.s3.boto3_client import Client
+
+    # Beam builds its boto3 client without a retry config (boto3's legacy default: 5 attempts,
+    # ~7 s); the wrapper has no way in for one, so its client is replaced once, at setup.
+    store_client = Client(options)
+    store_client.client = s3_client(options)
+    return store_client
+
+
+class SinkWriteError(OSError):
+    """The store refused a write past its client's retries; nothing was committed under the name."""
+
+
 def object_writer(scheme: str, options: PipelineOptions | None = None) -> Writer:
     """`write(path, data, mime_type)` for one scheme, holding one store client for its lifetime."""
     if scheme not in OBJECT_STORE_SCHEMES:
         return write_atomically
     options = options or filesystem_options()
+    refused: tuple[type[Exception], ...] = ()  # the store's "gave up after retries" errors
     if scheme == "s3":
+        from apache_beam.io.aws.clients.s3.messages import S3ClientError
         from apache_beam.io.aws.s3io import S3IO
 
-        store: Any = S3IO(options=options)
+        store: Any = S3IO(client=s3_store_client(options))
+        refused = (S3ClientError,)
     elif scheme == "gs":
         from apache_beam.io.gcp.gcsio import GcsIO
 
@@ -92,8 +111,17 @@ def object_writer(scheme: str, options: PipelineOptions | None = None) -> Writer
 
     def write(path: str, data: bytes, mime_type: str = "application/octet-stream") -> None:
         # The object appears under `path` only when close() commits the upload.
-        with store.open(path, "wb", mime_type=mime_type) as handle:
-            handle.write(data)
+        try:
+            with store.open(path, "wb", mime_type=mime_type) as handle:
+                handle.write(data)
+        except refused as err:
+            reason = str(getattr(err, "message", err)).rstrip(".")
+            raise SinkWriteError(
+                f"writing {path} failed after the store client's retries: {reason}. "
+                "Nothing was committed under that name. Check that the bucket exists and accepts writes, "
+                "then rerun the job (it writes the same file names, so nothing is duplicated); to wait "
+                "out longer outages, raise AWS_MAX_ATTEMPTS."
+            ) from err
 
     return write
 
