@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
@@ -53,6 +54,28 @@ def build_options(
     return options
 
 
+def bound_bundle_metrics() -> None:
+    """Keep the FnApiRunner's per-stage metrics a list instead of a chain of generators.
+
+    Beam 2.77's FnApiRunner folds each bundle's monitoring infos into the previous ones with
+    `consolidate(itertools.chain(new, previous))`, which is a generator: nothing is consumed
+    until the run ends, so every bundle's metrics stay referenced. A bounded run has few
+    bundles, but an unbounded stream read makes several a second and grew by ~6 MiB/s at
+    500 events/s. Materializing each consolidation keeps one entry per metric. Idempotent.
+    """
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    consolidate = fn_runner.consolidate_monitoring_infos
+    if getattr(consolidate, "materialized", False):
+        return
+
+    def materialized(infos: Iterable[Any]) -> list[Any]:
+        return list(consolidate(infos))
+
+    materialized.materialized = True  # type: ignore[attr-defined]
+    fn_runner.consolidate_monitoring_infos = materialized
+
+
 def local_runner(options: PipelineOptions, early_firing: bool, source_scheme: str) -> object | None:
     """The runner object for a local job, or None to let Beam's DirectRunner choose.
 
@@ -61,7 +84,10 @@ def local_runner(options: PipelineOptions, early_firing: bool, source_scheme: st
     streaming BundleBasedDirectRunner instead, which fires them; it cannot run the stream
     connectors' splittable reads, so those need a streaming runner (Flink, Dataflow)."""
     standard = options.view_as(StandardOptions)
-    if not early_firing or (standard.runner or RUNNER) != RUNNER:
+    if (standard.runner or RUNNER) != RUNNER:
+        return None
+    bound_bundle_metrics()
+    if not early_firing:
         return None
     if source_scheme not in ("synthetic", "file"):
         raise ProfileError(
