@@ -12,6 +12,9 @@ run reads again everything since the last successful run.
 Guarantee: every record is counted by exactly one successful run, provided the runs see
 disjoint windows (see docs/reliability.md for windows that span two runs). Real runners
 (Dataflow, Flink) checkpoint themselves and ignore this store.
+
+Other work that must wait for the same moment (the local Pub/Sub reader's acknowledgements)
+registers with `PENDING.on_success`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import logging
 import sys
 import threading
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -100,22 +103,35 @@ class _Pending:
         self._stores: dict[str, tuple[str, dict[str, str]]] = {}
         self._failed = False
         self._hooked = False
+        self._callbacks: list[Callable[[], None]] = []
 
     def register(self, path: str, source: str) -> None:
         """Called where the pipeline is built (the launching process): arm the commit at exit."""
+        self.arm()
         with self._lock:
             self._stores.setdefault(path, (source, dict(load_positions(path))))
-            if not self._hooked:
-                self._hooked = True
-                previous = sys.excepthook
 
-                def note_failure(*info: Any) -> None:
-                    # An uncaught error means the pipeline did not finish: commit nothing.
-                    self._failed = True
-                    previous(*info)
+    def arm(self) -> None:
+        """Commit at interpreter exit unless an uncaught error ends the process first. Call it
+        where the pipeline is built, before it runs."""
+        with self._lock:
+            if self._hooked:
+                return
+            self._hooked = True
+            previous = sys.excepthook
 
-                sys.excepthook = note_failure
-                atexit.register(self.commit)
+            def note_failure(*info: Any) -> None:
+                # An uncaught error means the pipeline did not finish: commit nothing.
+                self._failed = True
+                previous(*info)
+
+            sys.excepthook = note_failure
+            atexit.register(self.commit)
+
+    def on_success(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` at commit, after the stores are written, if the run succeeded."""
+        with self._lock:
+            self._callbacks.append(callback)
 
     def record(self, path: str, shard: str, position: str) -> None:
         """Notes the last claimed position of `shard` (called by readers after each claim)."""
@@ -136,10 +152,17 @@ class _Pending:
                 return
             for path, (source, positions) in self._stores.items():
                 save_positions(path, source, positions)
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - one failing hook must not stop the others at exit
+                LOG.exception("positions: a post-run step failed")
 
     def reset(self) -> None:
         with self._lock:
             self._stores.clear()
+            self._callbacks.clear()
             self._failed = False
 
 

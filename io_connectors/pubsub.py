@@ -25,13 +25,14 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
+from io_connectors import positions
 from io_connectors.pubsub_options import PubSubOptions
 from io_connectors.pubsub_watermark import Clock, PubSubWatermarkEstimator
 from io_connectors.records import RawBatch
@@ -104,6 +105,9 @@ class ReadSettings:
     timestamp_attribute: str | None = None
     id_label: str | None = None
     max_lease_s: float = 600.0  # a lease never finalized (a failed bundle) is released after this
+    # Local in-memory DirectRunner: acknowledge when the whole run has succeeded, not on bundle
+    # finalization (which that runner does before the windows are written).
+    ack_after_run: bool = False
 
     @property
     def bounded(self) -> bool:
@@ -303,6 +307,54 @@ class _CheckpointedEstimator(PubSubWatermarkEstimator):
         return (*super().get_estimator_state(), self._idle_s)
 
 
+class RunAcks:
+    """Ack ids of finalized bundles, held (their deadlines extended) until the run succeeds.
+
+    The local FnApiRunner finalizes a read bundle as soon as the read stage has processed it,
+    but writes windows only after the whole read: acknowledging at finalization would lose
+    those messages if the process died in between. Held messages are acknowledged by
+    `positions.PENDING` at exit after a successful run; after a crash their leases lapse and
+    Pub/Sub delivers them again."""
+
+    def __init__(self, client_factory: Callable[[], Any] = lambda: _default_subscriber()) -> None:
+        self._client_factory = client_factory
+        self._keepers: dict[str, LeaseKeeper] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, subscription: str, deadline_s: int, ack_ids: Sequence[str]) -> None:
+        with self._lock:
+            keeper = self._keepers.get(subscription)
+            if keeper is None:
+                # No lease cap: these messages are done, they only wait for the run to end.
+                keeper = LeaseKeeper(self._client_factory(), subscription, deadline_s, float("inf"))
+                self._keepers[subscription] = keeper
+                positions.PENDING.on_success(self.ack_all)
+        keeper.add(ack_ids)
+
+    def held(self) -> int:
+        with self._lock:
+            return sum(len(k.held()) for k in self._keepers.values())
+
+    def ack_all(self) -> None:
+        """Acknowledges every held message (called once the run has succeeded)."""
+        with self._lock:
+            keepers, self._keepers = self._keepers, {}
+        for subscription, keeper in keepers.items():
+            ids = keeper.held()
+            keeper.close()
+            try:
+                keeper.ack(ids)
+            except gexc.GoogleAPIError as err:  # call errors and exhausted retries alike
+                _LOG.warning("Pub/Sub: could not acknowledge %d messages of %s (%s); Pub/Sub will deliver "
+                             "them again and the next run counts them again unless it runs with --dedupe_by.",
+                             len(ids), subscription, err)
+                continue
+            _LOG.info("Pub/Sub: acknowledged %d messages of %s after the run succeeded", len(ids), subscription)
+
+
+RUN_ACKS = RunAcks()
+
+
 def _publish_ms(message: Any) -> int:
     return int(message.publish_time.timestamp() * 1000)
 
@@ -362,10 +414,20 @@ class _PullFn(beam.DoFn):
         """Runs when the runner has committed this bundle's output: only now acknowledge."""
         if not pending:
             return
-        self._leases.ack(list(pending.values()))
+        self._acknowledge(list(pending.values()))
         self._committed.add_all(pending.keys())
         self._acked.inc(len(pending))
-        _LOG.info("Pub/Sub: acknowledged %d messages on bundle finalization", len(pending))
+        if self._settings.ack_after_run:
+            _LOG.info("Pub/Sub: bundle of %d messages finalized; acknowledged when the run succeeds", len(pending))
+        else:
+            _LOG.info("Pub/Sub: acknowledged %d messages on bundle finalization", len(pending))
+
+    def _acknowledge(self, ack_ids: list[str]) -> None:
+        if self._settings.ack_after_run:
+            self._leases.release(ack_ids)
+            RUN_ACKS.hold(self._settings.subscription, self._settings.ack_deadline_s, ack_ids)
+        else:
+            self._leases.ack(ack_ids)
 
     def _pull(self, count: int) -> list[Any]:
         try:
@@ -455,7 +517,7 @@ class _PullFn(beam.DoFn):
                 keep.append(r)
         if stale:
             self._duplicates.inc(len(stale))
-            self._leases.ack(stale)
+            self._acknowledge(stale)
         if len(keep) + len(stale) < len(received):
             self._duplicates.inc(len(received) - len(keep) - len(stale))
         return keep
@@ -555,6 +617,7 @@ class ReadFromPubSub(beam.PTransform):
         bundle_seconds: float = 10.0,
         idle_watermark: float = 10.0,
         native: bool | None = None,
+        ack_after_run: bool = False,
         clock: Clock = time.time,
     ) -> None:
         super().__init__()
@@ -575,6 +638,7 @@ class ReadFromPubSub(beam.PTransform):
             idle_watermark_s=idle_watermark,
             timestamp_attribute=timestamp_attribute,
             id_label=id_label,
+            ack_after_run=ack_after_run,
         )
         self._settings.validate()
 
@@ -587,7 +651,11 @@ class ReadFromPubSub(beam.PTransform):
             name = create_owned_subscription(self._topic, settings.ack_deadline_s)
             atexit.register(_delete_at_exit, name)
             _LOG.info("Pub/Sub: reading %s through job subscription %s", self._topic, name)
-            settings = replace(settings, subscription=name)
+            # Acks need not wait for the run: this subscription is the job's own and is deleted
+            # when the job ends, so a later run never reads from it.
+            settings = replace(settings, subscription=name, ack_after_run=False)
+        if settings.ack_after_run:
+            positions.PENDING.arm()  # here, in the launching process, before the run starts
         clock = self._clock
         return (
             pbegin
@@ -639,10 +707,21 @@ def read_settings_from_options(options: PipelineOptions) -> dict[str, Any]:
     }
 
 
+def _finalizes_before_writing(options: PipelineOptions) -> bool:
+    """The local DirectRunner in one process: its FnApiRunner finalizes read bundles before it
+    writes any window, so acknowledgements wait for the run to succeed (see RunAcks). In
+    multi_processing mode the reads run in worker processes, which cannot see the run's end."""
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__ if runner else "DirectRunner"
+    local = name in ("DirectRunner", "direct")
+    return local and options.view_as(DirectOptions).direct_running_mode == "in_memory"
+
+
 def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> beam.PTransform:
     """The read transform for --source pubsub://projects/P/{subscriptions|topics}/NAME."""
     path = parse_pubsub_path(spec.uri or f"pubsub://{spec.location}")
     kwargs = read_settings_from_options(options)
+    kwargs["ack_after_run"] = _finalizes_before_writing(options)
     if path.is_topic:
         return ReadFromPubSub(topic=path.path, **kwargs)
     return ReadFromPubSub(subscription=path.path, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from io_connectors.eventhubs_options import EventHubsOptions
 from io_connectors.kinesis_options import KinesisOptions
@@ -79,6 +79,13 @@ def _check_resume(options: PipelineOptions, source: SourceSpec) -> None:
         read_to_latest = options.view_as(EventHubsOptions).eventhubs_read_to_latest
     if not (opts.max_records or opts.max_read_time or read_to_latest):
         raise ConfigError(unbounded_message(RESUMABLE_SOURCES[source.scheme]))
+    if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
+        # The reads would run in worker processes, whose claimed positions never reach the
+        # launching process that commits the store: every run would start over.
+        raise ConfigError(
+            "--resume needs --direct_running_mode=in_memory (the default): with multi_processing the "
+            "readers' positions stay in the worker processes and are never stored."
+        )
 
 
 def build_config(options: PipelineOptions) -> JobConfig:

@@ -174,6 +174,36 @@ def test_cli_bounded_read_gives_exactly_the_published_aggregates(
     assert _drained(subscriber, sub)  # everything was acknowledged
 
 
+# The CLI with INFO logging on stderr: the reader says what it pulled and finalized.
+LOGGED_CLI = (
+    "import logging, runpy; logging.basicConfig(level=logging.INFO); "
+    "runpy.run_module('pipelines.run', run_name='__main__')"
+)
+
+
+def _kill_once_logged(service: PubSubService, argv: list[str], pattern: str, total: int, forbidden: str) -> int:
+    """Runs the CLI until its log lines matching `pattern` (one number each) add up to `total`,
+    then SIGKILLs it; fails if a line contains `forbidden`. Returns the sum reached."""
+    job = subprocess.Popen(
+        [sys.executable, "-c", LOGGED_CLI, *argv],
+        cwd=REPO, env={**os.environ, **service.env()}, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen, deadline = 0, time.monotonic() + 120
+    try:
+        assert job.stderr is not None
+        for line in job.stderr:
+            match = re.search(pattern, line)
+            seen += int(match.group(1)) if match else 0
+            assert forbidden not in line, f"the run logged {forbidden!r} before it was killed"
+            if seen >= total or time.monotonic() > deadline:
+                break
+    finally:
+        job.kill()  # SIGKILL: no finalization, no cleanup, no exit hooks
+        job.wait(timeout=30)
+    assert job.returncode == -9
+    return seen
+
+
 def test_killed_run_is_redelivered_and_counted_once_by_the_next(pubsub_service: PubSubService, tmp_path: Path) -> None:
     publisher, subscriber, topic, sub = _setup(pubsub_service, ack_deadline=10)
     events = _events(300, seed=2)
@@ -181,30 +211,12 @@ def test_killed_run_is_redelivered_and_counted_once_by_the_next(pubsub_service: 
 
     # Run 1 reads everything but never reaches a checkpoint (bundles and idle stop far away),
     # so nothing is acknowledged; its INFO log says how many messages it holds.
-    wrapper = (
-        "import logging, runpy; logging.basicConfig(level=logging.INFO); "
-        "runpy.run_module('pipelines.run', run_name='__main__')"
-    )
-    first = subprocess.Popen(
-        [sys.executable, "-c", wrapper, "--source", f"pubsub://{sub}", "--pubsub_stop_when_idle", "600",
-         "--pubsub_bundle_seconds", "600", "--pubsub_ack_deadline", "10", "--pubsub_max_messages", "50",
-         "--output", str(tmp_path / "run1")],
-        cwd=REPO, env={**os.environ, **pubsub_service.env()}, stderr=subprocess.PIPE, text=True,
+    pulled = _kill_once_logged(
+        pubsub_service,
+        ["--source", f"pubsub://{sub}", "--pubsub_stop_when_idle", "600", "--pubsub_bundle_seconds", "600",
+         "--pubsub_ack_deadline", "10", "--pubsub_max_messages", "50", "--output", str(tmp_path / "run1")],
+        r"Pub/Sub: pulled (\d+) messages", len(events), forbidden="acknowledged",
     )  # fmt: skip
-    pulled, deadline = 0, time.monotonic() + 120
-    try:
-        assert first.stderr is not None
-        for line in first.stderr:
-            match = re.search(r"Pub/Sub: pulled (\d+) messages", line)
-            if match:
-                pulled += int(match.group(1))
-            assert "acknowledged" not in line, "run 1 acknowledged before it was killed"
-            if pulled >= len(events) or time.monotonic() > deadline:
-                break
-    finally:
-        first.kill()  # SIGKILL: no finalization, no cleanup
-        first.wait(timeout=30)
-    assert first.returncode == -9
     assert pulled == len(events)
     assert not list((tmp_path / "run1").rglob("*.jsonl"))  # it died before writing anything
 
@@ -219,6 +231,38 @@ def test_killed_run_is_redelivered_and_counted_once_by_the_next(pubsub_service: 
     )  # fmt: skip
     _assert_aggregates(tmp_path / "run2", events)
     assert _drained(subscriber, sub)
+
+
+def test_killed_after_bundles_were_finalized_loses_nothing(pubsub_service: PubSubService, tmp_path: Path) -> None:
+    """The local runner finalizes every read bundle (1 s checkpoints here) long before it writes a
+    window. A run SIGKILLed after all its bundles were finalized, and before any file was
+    written, has acknowledged nothing: the next run gets every message again and counts each
+    once, and acknowledges them only after it succeeded (the subscription is then empty)."""
+    publisher, subscriber, topic, sub = _setup(pubsub_service, ack_deadline=10)
+    events = _events(300, seed=3)
+    _publish(publisher, topic, [json.dumps(e).encode() for e in events])
+
+    # SIGKILL once every bundle was finalized: where acks on finalization would lose data.
+    finalized = _kill_once_logged(
+        pubsub_service,
+        ["--source", f"pubsub://{sub}", "--pubsub_stop_when_idle", "600", "--pubsub_bundle_seconds", "1",
+         "--pubsub_ack_deadline", "10", "--pubsub_max_messages", "50", "--output", str(tmp_path / "run1")],
+        r"Pub/Sub: bundle of (\d+) messages finalized", len(events), forbidden="acknowledged on bundle finalization",
+    )  # fmt: skip
+    assert finalized == len(events)
+    assert not list((tmp_path / "run1").rglob("*.jsonl"))  # no window was written
+
+    result = _cli(
+        pubsub_service,
+        "--source", f"pubsub://{sub}",
+        "--pubsub_stop_when_idle", "15",
+        "--pubsub_ack_deadline", "10",
+        "--pubsub_bundle_seconds", "1",
+        "--output", str(tmp_path / "run2"),
+    )  # fmt: skip
+    _assert_aggregates(tmp_path / "run2", events)
+    assert re.search(r"records read\s+300\b", result.stdout)
+    assert _drained(subscriber, sub)  # acknowledged at the end of the successful run
 
 
 def test_max_records_stops_after_exactly_that_many(pubsub_service: PubSubService, tmp_path: Path) -> None:

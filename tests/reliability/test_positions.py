@@ -37,11 +37,14 @@ def test_corrupt_store_is_a_clear_error(tmp_path):
         (["--source", "kinesis://s?region=us-east-1"], "bound the read with --kinesis_read_to_latest"),
         (["--source", "eventhubs://local/h", "--kafka_bootstrap", "127.0.0.1:9"],
          "bound the read with --eventhubs_read_to_latest"),
+        (["--source", "kinesis://s?region=us-east-1", "--kinesis_read_to_latest",
+          "--direct_running_mode", "multi_processing"], "--resume needs --direct_running_mode=in_memory"),
     ],
 )
 def test_resume_refused_where_it_cannot_work(tmp_path, argv, message):
-    """--resume on a source without a store, or on an unbounded read that would never commit,
-    exits with a sentence saying what to change."""
+    """--resume on a source without a store, on an unbounded read that would never commit, or in
+    worker processes whose positions never reach the store, exits with a sentence saying what to
+    change."""
     done = run_cli({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, *argv, "--resume", "--output", str(tmp_path),
                    check=False)
     assert done.returncode == 2, done.stderr[-2000:]

@@ -13,7 +13,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from io_connectors import pubsub
+from io_connectors import positions, pubsub
 from io_connectors.pubsub import LeaseKeeper, ReadFromPubSub, parse_pubsub_path, parse_topic
 from io_connectors.records import RawBatch
 from io_connectors.uri import UriError
@@ -244,3 +244,50 @@ def test_dataflow_uses_beams_builtin_read_with_id_label_and_timestamp_attribute(
     source = read._source
     assert (source.full_subscription, source.id_label, source.timestamp_attribute) == (sub, "uid", "ts")
     assert read.with_attributes
+
+
+@pytest.fixture
+def _clean_run_acks(monkeypatch: pytest.MonkeyPatch):
+    positions.PENDING.reset()
+    monkeypatch.setattr(pubsub, "RUN_ACKS", pubsub.RunAcks())
+    yield
+    positions.PENDING.reset()
+
+
+def test_local_runs_acknowledge_only_once_the_run_succeeded(_clean_run_acks) -> None:
+    """With ack_after_run (the local in-memory runner) finalized bundles are not acknowledged:
+    their leases are kept until the run's successful end, then every message is acked once."""
+    STATE["backlog"] = [_message(i) for i in range(30)]
+    _run(ReadFromPubSub(subscription=SUB, stop_when_idle=3, max_messages=5, bundle_seconds=2, clock=fake_clock,
+                        native=True, ack_after_run=True))
+    assert sorted(m for e in _entries("emit") for m in e[1]) == sorted(f"id{i}" for i in range(30))
+    assert _entries("ack") == []  # every bundle was finalized, none acknowledged
+    assert pubsub.RUN_ACKS.held() == 30
+    positions.PENDING.commit()  # what the exit hook does after a successful run
+    acked = [a for e in _entries("ack") for a in e[1]]
+    assert sorted(a.split("-")[1] for a in acked) == sorted(f"id{i}" for i in range(30))
+    assert pubsub.RUN_ACKS.held() == 0
+
+
+def test_a_failed_local_run_acknowledges_nothing(_clean_run_acks) -> None:
+    """A run that fails leaves its messages unacknowledged, for Pub/Sub to deliver again."""
+    STATE["backlog"] = [_message(i) for i in range(10)]
+    _run(ReadFromPubSub(subscription=SUB, stop_when_idle=3, clock=fake_clock, native=True, ack_after_run=True))
+    positions.PENDING.fail()
+    positions.PENDING.commit()
+    assert _entries("ack") == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "deferred"),
+    [
+        ([], True),
+        (["--runner=DirectRunner"], True),
+        (["--runner=DirectRunner", "--direct_running_mode=multi_processing"], False),
+        (["--runner=FlinkRunner"], False),
+        (["--runner=DataflowRunner"], False),
+    ],
+)
+def test_acks_wait_for_the_run_only_where_the_runner_finalizes_before_writing(argv, deferred) -> None:
+    """Only the local runner in one process finalizes before it writes and can see the run end."""
+    assert pubsub._finalizes_before_writing(PipelineOptions(argv)) is deferred
