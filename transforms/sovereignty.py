@@ -119,23 +119,11 @@ class LookupFailed(Exception):
 
 def s3_bucket_region(bucket: str, options: PipelineOptions) -> str:
     """S3 GetBucketLocation, with Beam's S3 options (endpoint, keys) or boto3's environment."""
-    import boto3
-    from apache_beam.options.pipeline_options import S3Options
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = options.view_as(S3Options)
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=s3.s3_endpoint_url,
-        region_name=s3.s3_region_name,
-        aws_access_key_id=s3.s3_access_key_id,
-        aws_secret_access_key=s3.s3_secret_access_key,
-        aws_session_token=s3.s3_session_token,
-        verify=s3.s3_verify,
-        use_ssl=not s3.s3_disable_ssl,
-        config=Config(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3}),
-    )
+    from transforms.sink_options import s3_client
+
+    client = s3_client(options, connect_timeout=5, read_timeout=15, retries={"max_attempts": 3})
     try:
         answer = client.get_bucket_location(Bucket=bucket)
     except ClientError as err:
