@@ -115,6 +115,9 @@ class ReadSettings:
     max_records: int | None = None
     max_read_time_s: float | None = None
     commit_offsets: bool = False
+    # Local in-memory DirectRunner: commit the consumer group's offsets when the whole run has
+    # succeeded, not on bundle finalization (which that runner does before writing windows).
+    commit_after_run: bool = False
     max_partitions: int = 32
     batch_size: int = 5000
     idle_after_s: float = 5.0  # quiet time after which a caught-up partition advances the watermark
@@ -377,6 +380,9 @@ class _ReadPartition(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider)
         return ref.deadline_s is not None and time.time() >= ref.deadline_s
 
     def _commit(self, partition: int, next_offset: int) -> None:
+        if self._settings.commit_after_run:
+            RUN_COMMITS.hold(self._target, partition, next_offset)
+            return
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
@@ -517,6 +523,51 @@ class _ReadPartitionUnbounded(_ReadPartition):
         yield from self._read(ref, finalizer, tracker, estimator)
 
 
+class RunCommits:
+    """Consumer-group offsets of finalized bundles, held until the run succeeds (see
+    `positions.acks_wait_for_run`), then committed; a killed or failed run commits none."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._offsets: dict[EventHubsTarget, dict[int, int]] = {}
+
+    def hold(self, target: EventHubsTarget, partition: int, next_offset: int) -> None:
+        with self._lock:
+            if not self._offsets:
+                positions.PENDING.on_success(self.commit_all)
+            held = self._offsets.setdefault(target, {})
+            held[partition] = max(next_offset, held.get(partition, 0))
+        LOG.info("eventhubs: partition %d finalized up to offset %d; committed to consumer group %s when the "
+                 "run succeeds", partition, next_offset - 1, target.consumer_group)
+
+    def held(self) -> dict[EventHubsTarget, dict[int, int]]:
+        with self._lock:
+            return {t: dict(o) for t, o in self._offsets.items()}
+
+    def commit_all(self) -> None:
+        """Commits every held offset (called once the run has succeeded)."""
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        with self._lock:
+            offsets, self._offsets = self._offsets, {}
+        for target, by_partition in offsets.items():
+            consumer = Consumer(_consumer_config(target))
+            try:
+                consumer.commit(offsets=[TopicPartition(target.hub, p, o) for p, o in sorted(by_partition.items())],
+                                asynchronous=False)
+                LOG.info("eventhubs: committed %s to consumer group %s after the run succeeded",
+                         by_partition, target.consumer_group)
+            except KafkaException as err:
+                LOG.warning("eventhubs: committing offsets %s of consumer group %s failed (%s); a run starting "
+                            "from the committed offsets reads those records again.", by_partition,
+                            target.consumer_group, err)
+            finally:
+                consumer.close()
+
+
+RUN_COMMITS = RunCommits()
+
+
 class ReadFromEventHubs(beam.PTransform):
     """Reads an event hub (or Kafka topic) as EventHubsBatch elements, one SDF per partition."""
 
@@ -531,6 +582,8 @@ class ReadFromEventHubs(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         reader = _ReadPartition if self._settings.bounded else _ReadPartitionUnbounded
+        if self._settings.commit_offsets and self._settings.commit_after_run:
+            positions.PENDING.arm()  # here, in the launching process, before the run starts
         return (
             pbegin
             | "Impulse" >> beam.Impulse()
@@ -584,6 +637,7 @@ def settings_from_options(options: PipelineOptions) -> ReadSettings:
         max_records=analytics.max_records,
         max_read_time_s=analytics.max_read_time,
         commit_offsets=eh.eventhubs_commit_offsets,
+        commit_after_run=positions.acks_wait_for_run(options),
         max_partitions=eh.eventhubs_max_partitions,
         batch_size=eh.eventhubs_batch_size,
     )

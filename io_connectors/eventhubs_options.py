@@ -71,7 +71,8 @@ class EventHubsOptions(PipelineOptions):
             action="store_true",
             default=False,
             help="Commit read offsets to the consumer group when bundles are finalized, so Azure tooling "
-            "shows the lag. The runner's checkpoint stays the source of truth.",
+            "shows the lag (on the local in-memory DirectRunner: once the run has succeeded, since it "
+            "finalizes before writing). The runner's checkpoint stays the source of truth.",
         )
         group.add_argument(
             "--eventhubs_max_partitions",

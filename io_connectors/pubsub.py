@@ -25,7 +25,7 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
@@ -707,21 +707,11 @@ def read_settings_from_options(options: PipelineOptions) -> dict[str, Any]:
     }
 
 
-def _finalizes_before_writing(options: PipelineOptions) -> bool:
-    """The local DirectRunner in one process: its FnApiRunner finalizes read bundles before it
-    writes any window, so acknowledgements wait for the run to succeed (see RunAcks). In
-    multi_processing mode the reads run in worker processes, which cannot see the run's end."""
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) else type(runner).__name__ if runner else "DirectRunner"
-    local = name in ("DirectRunner", "direct")
-    return local and options.view_as(DirectOptions).direct_running_mode == "in_memory"
-
-
 def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> beam.PTransform:
     """The read transform for --source pubsub://projects/P/{subscriptions|topics}/NAME."""
     path = parse_pubsub_path(spec.uri or f"pubsub://{spec.location}")
     kwargs = read_settings_from_options(options)
-    kwargs["ack_after_run"] = _finalizes_before_writing(options)
+    kwargs["ack_after_run"] = positions.acks_wait_for_run(options)
     if path.is_topic:
         return ReadFromPubSub(topic=path.path, **kwargs)
     return ReadFromPubSub(subscription=path.path, **kwargs)

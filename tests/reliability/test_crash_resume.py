@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -162,3 +163,65 @@ def test_killed_eventhubs_run_resumes_with_every_event_once(kafka_service, tmp_p
     on_time = {k[:3]: v for k, v in panes.items() if k[3] == "ON_TIME"}
     assert_same_aggregates(on_time, expected_aggregates(part_a + part_b + part_c))
     assert set(panes) == {(*k, "ON_TIME", 0) for k in on_time}
+
+
+FINALIZED = re.compile(r"eventhubs: partition (\d+) finalized up to offset (\d+)")
+
+
+def _committed_offsets(bootstrap: str, hub: str, group: str) -> dict[int, int]:
+    """The consumer group's committed next offset per partition (absent: nothing committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        answer = consumer.committed([TopicPartition(hub, p) for p in range(EVENTHUBS_PARTITIONS)], timeout=30)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in answer if tp.offset >= 0}
+
+
+def test_killed_eventhubs_run_commits_no_consumer_group_offsets(kafka_service, tmp_path):
+    """With --eventhubs_commit_offsets the local runner finalizes every read bundle long before it
+    writes a window. A run SIGKILLed after all its bundles were finalized has committed no offset
+    to the consumer group, so a run that starts from the committed offsets reads every event and
+    counts each once; that run, having succeeded, commits each partition's next offset."""
+    bootstrap = kafka_service.bootstrap
+    hub = f"commit-{uuid.uuid4().hex[:8]}"
+    create_hub(bootstrap, hub, EVENTHUBS_PARTITIONS)
+    events = good_events(900, seed=4, start_ms=BASE_MS, prefix="g")
+    ends: dict[str, str] = {}
+    _produce_events(bootstrap, hub, events, ends)
+    last = {int(p): int(o) - 1 for p, o in ends.items()}
+    args = ["--source", f"eventhubs://local/{hub}?consumer_group=analytics", "--kafka_bootstrap", bootstrap,
+            "--eventhubs_security_protocol", "plaintext", "--eventhubs_max_partitions", str(EVENTHUBS_PARTITIONS),
+            "--eventhubs_commit_offsets", "--streaming"]
+
+    job = subprocess.Popen([sys.executable, "-c", WRAPPER, *args, "--max_read_time", "600",
+                            "--output", str(tmp_path / "run1")],
+                           cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    finalized: dict[int, int] = {}
+    watchdog = threading.Timer(120, os.killpg, (job.pid, signal.SIGKILL))  # never wait on a silent run
+    watchdog.start()
+    try:
+        assert job.stderr is not None
+        for line in job.stderr:
+            match = FINALIZED.search(line)
+            if match:
+                partition, offset = int(match.group(1)), int(match.group(2))
+                finalized[partition] = max(offset, finalized.get(partition, -1))
+            if finalized == last:
+                break
+    finally:
+        watchdog.cancel()
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)  # after finalization: where commits on finalization lose data
+        job.wait(timeout=30)
+    assert finalized == last
+    assert not list((tmp_path / "run1").rglob("*.jsonl"))  # no window was written
+    assert _committed_offsets(bootstrap, hub, "analytics") == {}
+
+    run_cli({}, *args, "--eventhubs_start_position", "committed", "--eventhubs_read_to_latest",
+            "--output", str(tmp_path / "run2"))
+    assert_same_aggregates(final_aggregates(read_panes(tmp_path / "run2")), expected_aggregates(events))
+    assert _committed_offsets(bootstrap, hub, "analytics") == {int(p): int(o) for p, o in ends.items()}

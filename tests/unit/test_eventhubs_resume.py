@@ -115,3 +115,30 @@ def test_sources_without_a_store_refuse_resume(tmp_path: Path) -> None:
                                "--output", str(tmp_path)])
     with pytest.raises(ConfigError, match="kinesis:// and eventhubs:// sources only, not pubsub://; drop --resume"):
         build_config(options)
+
+
+@pytest.mark.parametrize(("extra", "waits"), [([], True), (["--direct_running_mode", "multi_processing"], False),
+                                              (["--runner", "FlinkRunner"], False)])
+def test_consumer_group_commits_wait_for_the_run_only_on_the_local_runner(extra, waits) -> None:
+    """Offsets go to the consumer group on finalization, except on the local in-memory runner,
+    which finalizes before it writes: there they wait for the run to succeed."""
+    from io_connectors.eventhubs import settings_from_options
+
+    options = PipelineOptions(["--eventhubs_commit_offsets", *extra])
+    assert settings_from_options(options).commit_after_run is waits
+
+
+def test_held_commits_keep_each_partitions_furthest_offset(monkeypatch) -> None:
+    """Bundles finalize in any order; what is committed at the end is each partition's furthest
+    next offset, registered once for the successful end of the run."""
+    from io_connectors.eventhubs import RunCommits
+    from io_connectors.eventhubs_client import EventHubsTarget
+
+    registered = []
+    monkeypatch.setattr(positions.PENDING, "on_success", registered.append)
+    commits = RunCommits()
+    target = EventHubsTarget("local", "orders", consumer_group="analytics")
+    for partition, offset in [(0, 10), (1, 7), (0, 25), (0, 18), (1, 9)]:
+        commits.hold(target, partition, offset)
+    assert commits.held() == {target: {0: 25, 1: 9}}
+    assert registered == [commits.commit_all]

@@ -290,4 +290,4 @@ def test_a_failed_local_run_acknowledges_nothing(_clean_run_acks) -> None:
 )
 def test_acks_wait_for_the_run_only_where_the_runner_finalizes_before_writing(argv, deferred) -> None:
     """Only the local runner in one process finalizes before it writes and can see the run end."""
-    assert pubsub._finalizes_before_writing(PipelineOptions(argv)) is deferred
+    assert positions.acks_wait_for_run(PipelineOptions(argv)) is deferred
