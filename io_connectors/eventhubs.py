@@ -525,7 +525,7 @@ class _ReadPartitionUnbounded(_ReadPartition):
 
 class RunCommits:
     """Consumer-group offsets of finalized bundles, held until the run succeeds (see
-    `positions.acks_wait_for_run`), then committed; a killed or failed run commits none."""
+    `runners.direct.finalizes_before_writing`), then committed; a killed or failed run commits none."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -626,6 +626,7 @@ def target_from_options(spec: SourceSpec, options: PipelineOptions) -> EventHubs
 
 def settings_from_options(options: PipelineOptions) -> ReadSettings:
     from pipelines.options import AnalyticsOptions
+    from runners.direct import finalizes_before_writing
 
     eh = options.view_as(EventHubsOptions)
     analytics = options.view_as(AnalyticsOptions)
@@ -637,7 +638,7 @@ def settings_from_options(options: PipelineOptions) -> ReadSettings:
         max_records=analytics.max_records,
         max_read_time_s=analytics.max_read_time,
         commit_offsets=eh.eventhubs_commit_offsets,
-        commit_after_run=positions.acks_wait_for_run(options),
+        commit_after_run=finalizes_before_writing(options),
         max_partitions=eh.eventhubs_max_partitions,
         batch_size=eh.eventhubs_batch_size,
     )

@@ -39,22 +39,6 @@ class PositionStoreError(RuntimeError):
     """The position store cannot be used; the message says which file or option and what to do."""
 
 
-def acks_wait_for_run(options: Any) -> bool:
-    """Whether readers should hold acknowledgements and offset commits until the run succeeds.
-
-    True for the local DirectRunner in one process (the default `in_memory` mode): its
-    FnApiRunner finalizes a read bundle as soon as the read stage has processed it, but writes
-    windows only after the whole read, so acknowledging at finalization could lose data if the
-    process died in between. In `multi_processing` mode the reads run in worker processes,
-    which cannot see the run's end; other runners finalize after a durable checkpoint."""
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
-
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) else type(runner).__name__ if runner else "DirectRunner"
-    local = name in ("DirectRunner", "direct")
-    return local and options.view_as(DirectOptions).direct_running_mode == "in_memory"
-
-
 def store_path(output: str, source_uri: str) -> str:
     """`<output>/_positions/<sha256(source)[:16]>.json`: one file per source and output."""
     digest = hashlib.sha256(source_uri.encode()).hexdigest()[:16]

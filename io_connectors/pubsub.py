@@ -711,7 +711,9 @@ def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> beam.PTransfo
     """The read transform for --source pubsub://projects/P/{subscriptions|topics}/NAME."""
     path = parse_pubsub_path(spec.uri or f"pubsub://{spec.location}")
     kwargs = read_settings_from_options(options)
-    kwargs["ack_after_run"] = positions.acks_wait_for_run(options)
+    from runners.direct import finalizes_before_writing  # runners import the pipeline's options
+
+    kwargs["ack_after_run"] = finalizes_before_writing(options)
     if path.is_topic:
         return ReadFromPubSub(topic=path.path, **kwargs)
     return ReadFromPubSub(subscription=path.path, **kwargs)

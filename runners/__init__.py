@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from runners._common import ProfileError
 
-__all__ = ["ProfileError", "PROFILES", "apply_profile", "profile_for"]
+__all__ = ["ProfileError", "PROFILES", "apply_profile", "profile_for", "runner_key"]
 
 # Runner name (lower case, without the "Runner" suffix) -> profile module.
 PROFILES: dict[str, str] = {
@@ -35,6 +35,12 @@ def _key(runner_name: str | None) -> str:
     name = (runner_name or "DirectRunner").strip()
     name = name.rsplit(".", 1)[-1].lower()
     return name[: -len("runner")] if name.endswith("runner") else name
+
+
+def runner_key(options: PipelineOptions) -> str:
+    """The profile key of the options' runner ("direct" when unset), named or given as an object."""
+    runner = options.view_as(StandardOptions).runner
+    return _key(runner if isinstance(runner, str) or runner is None else type(runner).__name__)
 
 
 def profile_for(runner_name: str | None) -> ModuleType:

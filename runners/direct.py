@@ -76,6 +76,19 @@ def bound_bundle_metrics() -> None:
     fn_runner.consolidate_monitoring_infos = materialized
 
 
+def finalizes_before_writing(options: PipelineOptions) -> bool:
+    """Whether readers should hold acknowledgements and offset commits until the run succeeds.
+
+    True for the DirectRunner in one process (the default `in_memory` mode): its FnApiRunner
+    finalizes a read bundle as soon as the read stage has processed it, but writes windows only
+    after the whole read, so acknowledging at finalization could lose data if the process died
+    in between. In `multi_processing` mode the reads run in worker processes, which cannot see
+    the run's end; other runners finalize after a durable checkpoint."""
+    from runners import runner_key
+
+    return runner_key(options) == "direct" and options.view_as(DirectOptions).direct_running_mode == "in_memory"
+
+
 def local_runner(options: PipelineOptions, early_firing: bool, source_scheme: str) -> object | None:
     """The runner object for a local job, or None to let Beam's DirectRunner choose.
 

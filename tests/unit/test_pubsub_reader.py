@@ -17,6 +17,7 @@ from io_connectors import positions, pubsub
 from io_connectors.pubsub import LeaseKeeper, ReadFromPubSub, parse_pubsub_path, parse_topic
 from io_connectors.records import RawBatch
 from io_connectors.uri import UriError
+from runners.direct import finalizes_before_writing
 
 SUB = "projects/p1/subscriptions/sub1"
 T0 = 1_767_225_600.0
@@ -290,4 +291,4 @@ def test_a_failed_local_run_acknowledges_nothing(_clean_run_acks) -> None:
 )
 def test_acks_wait_for_the_run_only_where_the_runner_finalizes_before_writing(argv, deferred) -> None:
     """Only the local runner in one process finalizes before it writes and can see the run end."""
-    assert positions.acks_wait_for_run(PipelineOptions(argv)) is deferred
+    assert finalizes_before_writing(PipelineOptions(argv)) is deferred
