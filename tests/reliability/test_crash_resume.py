@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,24 +51,38 @@ WRAPPER = (
 CLAIMED = re.compile(r"(?:kinesis: shard|eventhubs: partition) \S+ claimed (\d+) records")
 
 
-def _kill_after_reading(env: dict, argv: list[str], records: int) -> None:
-    """Starts the run in its own process group and SIGKILLs it once its reader has claimed
-    `records` records: mid-stream, since the read goes on for --max_read_time."""
+def _kill_when(env: dict, argv: list[str], done: Callable[[str], bool]) -> None:
+    """Starts the run in its own process group and SIGKILLs it at the first stderr line for which
+    `done` is true (or after 120 s, so a run that never logs it fails the caller's checks)."""
     job = subprocess.Popen([sys.executable, "-c", WRAPPER, *argv], cwd=REPO, env={**os.environ, **env},
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    claimed = 0
+    watchdog = threading.Timer(120, os.killpg, (job.pid, signal.SIGKILL))
+    watchdog.start()
     try:
         assert job.stderr is not None
         for line in job.stderr:
-            match = CLAIMED.search(line)
-            claimed += int(match.group(1)) if match else 0
-            if claimed >= records:
+            if done(line):
                 break
     finally:
-        os.killpg(job.pid, signal.SIGKILL)  # the whole pipeline process: no cleanup, no exit hooks
+        watchdog.cancel()
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)  # the whole pipeline process: no cleanup, no exit hooks
         job.wait(timeout=30)
     assert job.returncode == -signal.SIGKILL
-    assert claimed == records
+
+
+def _kill_after_reading(env: dict, argv: list[str], records: int) -> None:
+    """SIGKILLs the run once its reader has claimed `records` records: mid-stream, since the read
+    goes on for --max_read_time."""
+    claimed = [0]
+
+    def all_claimed(line: str) -> bool:
+        match = CLAIMED.search(line)
+        claimed[0] += int(match.group(1)) if match else 0
+        return claimed[0] >= records
+
+    _kill_when(env, argv, all_claimed)
+    assert claimed[0] == records
 
 
 def test_killed_kinesis_run_resumes_with_every_event_once(kinesis_service, tmp_path):
@@ -195,28 +210,17 @@ def test_killed_eventhubs_run_commits_no_consumer_group_offsets(kafka_service, t
     args = ["--source", f"eventhubs://local/{hub}?consumer_group=analytics", "--kafka_bootstrap", bootstrap,
             "--eventhubs_security_protocol", "plaintext", "--eventhubs_max_partitions", str(EVENTHUBS_PARTITIONS),
             "--eventhubs_commit_offsets", "--streaming"]
-
-    job = subprocess.Popen([sys.executable, "-c", WRAPPER, *args, "--max_read_time", "600",
-                            "--output", str(tmp_path / "run1")],
-                           cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)
     finalized: dict[int, int] = {}
-    watchdog = threading.Timer(120, os.killpg, (job.pid, signal.SIGKILL))  # never wait on a silent run
-    watchdog.start()
-    try:
-        assert job.stderr is not None
-        for line in job.stderr:
-            match = FINALIZED.search(line)
-            if match:
-                partition, offset = int(match.group(1)), int(match.group(2))
-                finalized[partition] = max(offset, finalized.get(partition, -1))
-            if finalized == last:
-                break
-    finally:
-        watchdog.cancel()
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)  # after finalization: where commits on finalization lose data
-        job.wait(timeout=30)
+
+    def all_finalized(line: str) -> bool:
+        match = FINALIZED.search(line)
+        if match:
+            partition, offset = int(match.group(1)), int(match.group(2))
+            finalized[partition] = max(offset, finalized.get(partition, -1))
+        return finalized == last
+
+    # SIGKILL once every bundle was finalized: where commits on finalization would lose data.
+    _kill_when({}, [*args, "--max_read_time", "600", "--output", str(tmp_path / "run1")], all_finalized)
     assert finalized == last
     assert not list((tmp_path / "run1").rglob("*.jsonl"))  # no window was written
     assert _committed_offsets(bootstrap, hub, "analytics") == {}
