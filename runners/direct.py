@@ -95,7 +95,8 @@ def local_runner(options: PipelineOptions, early_firing: bool, source_scheme: st
     Beam's DirectRunner runs this pipeline on the FnApiRunner, which has no processing-time
     clock: a processing-time trigger (--early_firing) fails there. Such jobs run on Beam's
     streaming BundleBasedDirectRunner instead, which fires them; it cannot run the stream
-    connectors' splittable reads, so those need a streaming runner (Flink, Dataflow)."""
+    connectors' splittable reads, so those need a streaming runner (Flink, Dataflow).
+    Every local job also gets `bound_bundle_metrics`."""
     standard = options.view_as(StandardOptions)
     if (standard.runner or RUNNER) != RUNNER:
         return None
