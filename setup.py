@@ -36,6 +36,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
             "ruff>=0.6",
             "testcontainers>=4",
             "moto[server]>=5.0",

@@ -159,7 +159,9 @@ def build_config(options: PipelineOptions) -> JobConfig:
         source=source,
         input_format=opts.input_format,
         avro_schema=avro_schema,
-        schema=EventSchema(opts.event_time_field, opts.id_field, opts.value_field, dimensions),
+        schema=EventSchema(
+            opts.event_time_field, opts.id_field, opts.value_field, dimensions, time_unit=opts.event_time_unit
+        ),
         window=window,
         allowed_lateness_s=opts.allowed_lateness,
         early_firing_s=opts.early_firing,

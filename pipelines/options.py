@@ -49,6 +49,14 @@ class AnalyticsOptions(PipelineOptions):
             help="Field holding the event time: epoch millis or ISO-8601. Default: event_time",
         )
         group.add_argument(
+            "--event_time_unit",
+            default="ms",
+            choices=("ms", "s", "us", "ns"),
+            help="Unit of numeric event times: ms (epoch milliseconds), s, us or ns. A number that is "
+            "implausible in this unit goes to the dead letters with a reason naming the unit it looks "
+            "like. ISO-8601 strings are read whatever the unit. Default: ms",
+        )
+        group.add_argument(
             "--id_field",
             default="event_id",
             help="Field holding the event id, counted by distinct_ids. Default: event_id",

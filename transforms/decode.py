@@ -36,6 +36,8 @@ class EventSchema:
     id_field: str = "event_id"
     value_field: str = "value"
     dimensions: tuple[str, ...] = ("region", "key")
+    # Unit of numeric event times: ms, s, us or ns (ISO-8601 strings carry their own).
+    time_unit: str = "ms"
 
 
 @dataclass
