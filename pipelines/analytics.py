@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger as beam_trigger
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from io_connectors.pubsub_options import publish_dead_letters
@@ -29,6 +29,7 @@ from transforms.aggregate import (
 )
 from transforms.columnar import ColumnarDecoder, preaggregate_table, table_of
 from transforms.decode import Decoder
+from transforms.overflow import OverflowDeadLetters
 from transforms.sinks import NAMESPACE, AggregateFileWriter, WriteAggregates, WriteDeadLetters, shard_name
 from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
 
@@ -271,5 +272,12 @@ def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, bea
         )
     else:
         aggregates | "WriteAggregates" >> beam.ParDo(WriteWindowShards(config, windowed=config.streaming_path))
-    decoded[DEAD_LETTER] | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter.path)
-    return {"aggregates": aggregates, "dead_letters": decoded[DEAD_LETTER]}
+    overflows = (
+        aggregates
+        | "OverflowDeadLetters" >> beam.ParDo(OverflowDeadLetters(dims, windowed=config.streaming_path))
+        # Dead letters are written in the global window, wherever they come from.
+        | "OverflowsInGlobalWindow" >> beam.WindowInto(GlobalWindows())
+    )
+    dead_letters = (decoded[DEAD_LETTER], overflows) | "AllDeadLetters" >> beam.Flatten()
+    dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter.path)
+    return {"aggregates": aggregates, "dead_letters": dead_letters}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import zlib
 from array import array
+from fractions import Fraction
 from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
@@ -27,6 +28,21 @@ QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 KLL_RANK_ERROR = kll_doubles_sketch(KLL_K).normalized_rank_error(False)
 HLL_RELATIVE_ERROR = 1.04 / math.sqrt(1 << HLL_LG_K)
+
+
+def exact_sum(values: Sequence[float]) -> float:
+    """The correctly rounded sum of finite values; +-inf when the sum is beyond a double.
+
+    math.fsum raises OverflowError on an intermediate overflow even when the exact sum fits
+    (1e308 + 1e308 - 1e308); that rare case is summed exactly with fractions instead."""
+    try:
+        return math.fsum(values)
+    except OverflowError:
+        total = sum(map(Fraction, values), Fraction(0))
+        try:
+            return float(total)
+        except OverflowError:
+            return math.inf if total > 0 else -math.inf
 
 
 class Partial:
@@ -59,7 +75,7 @@ class Partial:
             ids = array("q", [i for i in ids if i])
         part.ids = ids
         part.count = len(part.values)
-        part.total = math.fsum(part.values)
+        part.total = exact_sum(part.values)
         part.vmin = min(part.values)
         part.vmax = max(part.values)
         part._compact()
@@ -144,6 +160,11 @@ class Partial:
         if self.ids is not None:
             return len(set(self.ids))
         return int(round(self.hll.get_estimate()))
+
+    @property
+    def overflowed(self) -> bool:
+        """The sum left a double's range (its values are finite, their sum is not)."""
+        return not math.isfinite(self.total)
 
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,10 +72,29 @@ def arrow_schema(dimensions: Sequence[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _json_line(record: dict[str, Any]) -> bytes:
+    # Only an overflowing sum (and the mean made of it) can be non-finite. JSON has no literal
+    # for them and orjson would write null, which a reader cannot tell from a missing value:
+    # write the strings Athena, BigQuery and Spark read back as doubles.
+    total = record.get("sum")
+    if isinstance(total, float) and not math.isfinite(total):
+        record = {
+            name: (non_finite_text(value) if isinstance(value, float) and not math.isfinite(value) else value)
+            for name, value in record.items()
+        }
+    return orjson.dumps(record) + b"\n"
+
+
+def non_finite_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
 def encode(records: Sequence[dict[str, Any]], output_format: str, dimensions: Sequence[str]) -> bytes:
     """Serialize records (already in a deterministic order) to one file's bytes."""
     if output_format == "jsonl":
-        return b"".join(orjson.dumps(r) + b"\n" for r in records)
+        return b"".join(_json_line(r) for r in records)
     buffer = io.BytesIO()
     if output_format == "parquet":
         table = pa.Table.from_pylist(list(records), schema=arrow_schema(dimensions))

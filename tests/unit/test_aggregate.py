@@ -124,3 +124,15 @@ def test_avro_dicts_take_the_columnar_path_only_when_the_row_path_would_agree():
     assert table is not None and table.num_rows == MIN_BATCH
     for bad in ({"value": True}, {"value": "12"}, {"event_time": "soon"}):
         assert decoder.decode(RawBatch("f.avro", clean[:-1] + [{**clean[-1], **bad}])) is None
+
+
+def test_exact_sum_survives_intermediate_overflow():
+    from transforms.aggregate import exact_sum
+
+    # math.fsum raises on these; the exact sum fits in a double, or is +-inf when it does not.
+    assert exact_sum([1e308, 1e308, -1e308]) == 1e308
+    assert exact_sum([1e308, 1e308]) == math.inf
+    assert exact_sum([-1e308, -1e308, 5.0]) == -math.inf
+    part = Partial.of([1e308, 1e308], [1, 2])
+    assert part.overflowed and part.metrics()["sum"] == math.inf
+    assert not Partial.of([1e308, -1e308], [1, 2]).overflowed
