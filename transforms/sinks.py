@@ -1,6 +1,8 @@
 """Aggregates and dead letters -> files under any Beam filesystem, Hive-style partitioned.
 
 Layout: `<output>/dt=YYYY-MM-DD/hour=HH[/region=R]/part-<window>-<pane>-<index>-<shard|digest>.<ext>`.
+Partition values are encoded as Hive and Spark escape them (transforms/partition_paths.py), so
+distinct values give distinct paths, and every write is checked to land under the output root.
 File names are fixed by window, pane and shard (or derived from the content, a digest, where
 one group per name is not guaranteed), so a re-run or a retried bundle writes the same names
 with the same bytes instead of duplicating aggregates. Readers never see half
@@ -31,6 +33,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.formats import EXTENSIONS, MIME_TYPES, encode
+from transforms.partition_paths import OutputRoot, partition_segment
 from transforms.sink_options import gcs_emulator_host, s3_client
 
 NAMESPACE = "analytics"
@@ -136,15 +139,28 @@ def _compact_time(iso: str) -> str:
 
 
 def partition_of(record: dict[str, Any], dimensions: Sequence[str]) -> str:
+    """`dt=.../hour=...[/region=...]`, every value encoded (one segment each, injective)."""
     start = record["window_start"]
-    parts = [f"dt={start[:10]}", f"hour={start[11:13]}"]
+    parts = [partition_segment("dt", start[:10]), partition_segment("hour", start[11:13])]
     if "region" in dimensions:
-        parts.append(f"region={record['region']}")
+        parts.append(partition_segment("region", record["region"]))
     return "/".join(parts)
 
 
 def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:12]
+    # 128 bits: content-named files of one partition, window and pane never share a name
+    # unless their bytes are equal (a 48-bit prefix could be made to collide on purpose).
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def guarded(base: str, write: Writer) -> Writer:
+    """`write`, refusing (OutputPathError) any path that would land outside `base`."""
+    root = OutputRoot(base)
+
+    def checked(path: str, data: bytes, mime_type: str = "application/octet-stream") -> None:
+        write(root.check(path), data, mime_type)
+
+    return checked
 
 
 class AggregateFileWriter:
@@ -159,7 +175,7 @@ class AggregateFileWriter:
         self._files = Metrics.counter(NAMESPACE, "files_written")
 
     def setup(self) -> None:
-        self._write = object_writer(_scheme(self._base))
+        self._write = guarded(self._base, object_writer(_scheme(self._base)))
 
     def write_group(self, records: Iterable[dict[str, Any]], shard: str | None = None) -> list[str]:
         """Writes the records of one (window, pane[, shard]); files are named by `shard` when the
@@ -266,7 +282,7 @@ class _WriteDeadLetters(beam.DoFn):
         self._count = Metrics.counter(NAMESPACE, "dead_letters_written")
 
     def setup(self) -> None:
-        self._write = object_writer(_scheme(self._base))
+        self._write = guarded(self._base, object_writer(_scheme(self._base)))
 
     def write_lines(self, lines: list[bytes]) -> None:
         if not lines:

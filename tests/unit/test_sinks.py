@@ -78,7 +78,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 NAME = re.compile(
     r"^dt=2026-01-01/hour=23/region=(eu-west-1|eu-north-1)/"
-    r"part-20260101T23(01|02)00Z-20260101T23(02|03)00Z-ON_TIME-0-[0-9a-f]{12}\.parquet$"
+    r"part-20260101T23(01|02)00Z-20260101T23(02|03)00Z-ON_TIME-0-[0-9a-f]{32}\.parquet$"
 )
 
 
