@@ -612,6 +612,11 @@ class _ReadRawBatches(beam.PTransform):
         return pbegin | "ReadFromEventHubs" >> self._read | "ToRawBatches" >> beam.Map(to_raw_batch)
 
 
+def check_uri(spec: SourceSpec) -> EventHubsTarget:
+    """The namespace, hub and consumer group of --source eventhubs://NAMESPACE/HUB?consumer_group=G."""
+    return parse_target(spec)
+
+
 def target_from_options(spec: SourceSpec, options: PipelineOptions) -> EventHubsTarget:
     eh = options.view_as(EventHubsOptions)
     return parse_target(

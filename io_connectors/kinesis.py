@@ -54,7 +54,7 @@ from io_connectors.kinesis_core import (
     backlog_size,
 )
 from io_connectors.kinesis_options import KinesisOptions, parse_start_timestamp
-from io_connectors.uri import SourceSpec, UriError, parse_sink
+from io_connectors.uri import SOURCE_PARAMS, SourceSpec, UriError, parse_sink
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "kinesis"
@@ -776,24 +776,32 @@ class ReadFromKinesis(beam.PTransform):
         return shards | "ReadShards" >> beam.ParDo(read)
 
 
+def check_uri(spec: SourceSpec) -> tuple[str, str]:
+    """(stream, region) of `kinesis://STREAM?region=R`; UriError naming the fix otherwise."""
+    stream = spec.location.strip("/")
+    if not stream or "/" in stream:
+        raise UriError(f"{spec.shown!r} names no single stream; write kinesis://STREAM?region=us-east-1.")
+    unknown = sorted(set(spec.params) - set(SOURCE_PARAMS["kinesis"]))
+    if unknown:
+        raise UriError(f"{spec.shown!r}: unknown parameter(s) {', '.join(unknown)}; only region= is accepted.")
+    region = spec.param("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise UriError(
+            f"{spec.shown!r} names no region; write kinesis://{stream}?region=us-east-1 (or set AWS_REGION)."
+        )
+    return stream, region
+
+
 def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> ReadFromKinesis:
     """`kinesis://STREAM?region=R` plus the --kinesis_* and bounded-read options."""
     from pipelines.options import AnalyticsOptions
 
-    stream = spec.location.strip("/")
-    if not stream or "/" in stream:
-        raise UriError(f"{spec.uri!r} names no single stream; write kinesis://STREAM?region=us-east-1.")
-    unknown = sorted(set(spec.params) - {"region"})
-    if unknown:
-        raise UriError(f"{spec.uri!r}: unknown parameter(s) {', '.join(unknown)}; only region= is accepted.")
+    stream, region = check_uri(spec)
     kinesis = options.view_as(KinesisOptions)
     problems = kinesis.validate_kinesis()
     if problems:
         raise UriError("; ".join(problems) + ".")
     analytics = options.view_as(AnalyticsOptions)
-    region = spec.param("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise UriError(f"{spec.uri!r} names no region; write kinesis://{stream}?region=us-east-1.")
     timestamp_ms = None
     if kinesis.kinesis_start_timestamp:
         timestamp_ms = parse_start_timestamp(kinesis.kinesis_start_timestamp)

@@ -36,7 +36,7 @@ from io_connectors import positions
 from io_connectors.pubsub_options import PubSubOptions
 from io_connectors.pubsub_watermark import Clock, PubSubWatermarkEstimator
 from io_connectors.records import RawBatch
-from io_connectors.uri import SourceSpec, UriError
+from io_connectors.uri import SourceSpec, UriError, redact_uri
 from pipelines.options import AnalyticsOptions
 from transforms.decode import DecodeError, parse_event_time
 from transforms.sinks import NAMESPACE
@@ -74,7 +74,7 @@ def parse_pubsub_path(text: str, what: str = "--source") -> PubSubPath:
     parts = raw.split("?", 1)[0].strip("/").split("/")
     if len(parts) != 4 or parts[0] != "projects" or parts[2] not in ("subscriptions", "topics") or not all(parts):
         raise UriError(
-            f"{what} {text!r} is not a Pub/Sub name; write pubsub://projects/PROJECT/subscriptions/NAME "
+            f"{what} {redact_uri(text)!r} is not a Pub/Sub name; write pubsub://projects/PROJECT/subscriptions/NAME "
             "or pubsub://projects/PROJECT/topics/NAME."
         )
     return PubSubPath(parts[1], parts[2], parts[3])
@@ -83,7 +83,7 @@ def parse_pubsub_path(text: str, what: str = "--source") -> PubSubPath:
 def parse_topic(text: str, what: str = "--pubsub_dead_letter_topic") -> str:
     path = parse_pubsub_path(text, what)
     if not path.is_topic:
-        raise UriError(f"{what} {text!r} names a subscription; give projects/PROJECT/topics/NAME.")
+        raise UriError(f"{what} {redact_uri(text)!r} names a subscription; give projects/PROJECT/topics/NAME.")
     return path.path
 
 
@@ -707,9 +707,14 @@ def read_settings_from_options(options: PipelineOptions) -> dict[str, Any]:
     }
 
 
+def check_uri(spec: SourceSpec) -> PubSubPath:
+    """The subscription or topic of --source pubsub://projects/P/{subscriptions|topics}/NAME."""
+    return parse_pubsub_path(spec.uri or f"pubsub://{spec.location}")
+
+
 def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> beam.PTransform:
     """The read transform for --source pubsub://projects/P/{subscriptions|topics}/NAME."""
-    path = parse_pubsub_path(spec.uri or f"pubsub://{spec.location}")
+    path = check_uri(spec)
     kwargs = read_settings_from_options(options)
     from runners.direct import finalizes_before_writing  # runners import the pipeline's options
 

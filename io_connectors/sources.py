@@ -8,13 +8,14 @@ come with the matching setup.py extra, so a missing SDK is reported with the ins
 from __future__ import annotations
 
 import importlib
+import os
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.files import ReadFiles, match_files
 from io_connectors.synthetic import ReadSynthetic, SyntheticConfig
-from io_connectors.uri import SourceSpec, UriError
+from io_connectors.uri import SourceSpec, UriError, redact_text
 
 STREAM_CONNECTORS = {
     "kinesis": ("io_connectors.kinesis", "aws"),
@@ -30,14 +31,29 @@ class SourceUnavailable(UriError):
 def check_source(spec: SourceSpec) -> None:
     """Fail fast (before a pipeline is built) on a source that cannot be read."""
     if spec.scheme == "file":
+        if os.path.isdir(spec.location):
+            raise UriError(
+                f"--source {spec.shown!r} is a directory; name its files with a glob, "
+                f"e.g. file://{redact_text(spec.location.rstrip('/'))}/*.jsonl."
+            )
         try:
-            match_files(spec.location)
+            paths = match_files(spec.location)
         except FileNotFoundError as err:
-            raise UriError(f"--source {spec.uri!r}: {err}") from None
+            raise UriError(f"--source {spec.shown!r}: {redact_text(str(err))}") from None
+        directories = [path for path in paths if os.path.isdir(path)]
+        if directories:
+            raise UriError(
+                f"--source {spec.shown!r} matches the directory {redact_text(directories[0])!r}; "
+                "make the glob match files only, e.g. end it with *.jsonl."
+            )
     elif spec.scheme == "synthetic":
         SyntheticConfig.from_spec(spec)
     else:
-        _connector(spec)
+        module = _connector(spec)
+        # The connector's own checks of its URI (shape, required parameters), still before any work.
+        check_uri = getattr(module, "check_uri", None)
+        if check_uri is not None:
+            check_uri(spec)
 
 
 def _connector(spec: SourceSpec):  # noqa: ANN202 - a module

@@ -68,7 +68,7 @@ class SyntheticConfig:
             if not 0 <= getattr(config, name) <= 1:
                 problems.append(f"{name} must be a fraction between 0 and 1")
         if problems:
-            raise UriError(f"{spec.uri!r}: " + "; ".join(problems) + ".")
+            raise UriError(f"{spec.shown!r}: " + "; ".join(problems) + ".")
         return config
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -14,7 +15,7 @@ from io_connectors.sources import check_source
 from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
 from pipelines.options import AnalyticsOptions
 from transforms.decode import EventSchema
-from transforms.sink_options import SinkOptionError, SinkOptions, check_sink_options
+from transforms.sink_options import SinkOptionError, SinkOptions, check_local_sink, check_sink_options
 from transforms.sovereignty import SovereigntyError, enforce_jurisdiction
 from transforms.windowing import WindowSpec, WindowSpecError, parse_window
 
@@ -92,6 +93,8 @@ def build_config(options: PipelineOptions) -> JobConfig:
     """Validate every analytics option; raises ConfigError with one clear sentence."""
     opts = options.view_as(AnalyticsOptions)
     try:
+        # Secrets on the command line first: whatever else is wrong, that must be said.
+        check_sink_options(options)
         source = parse_source(opts.source)
         check_source(source)
         output = parse_sink(opts.output, "--output")
@@ -101,7 +104,12 @@ def build_config(options: PipelineOptions) -> JobConfig:
             else SinkSpec(output.scheme, output.join("dead_letter"))
         )
         window = parse_window(opts.window)
-    except (UriError, WindowSpecError) as err:
+        # Local sinks must be writable now: finding out after the read would lose the work.
+        # Object stores are checked by their first write (and by --jurisdiction's look-ups).
+        for option, sink in (("--output", output), ("--dead_letter", dead_letter)):
+            if sink.scheme == "file":
+                check_local_sink(sink.path, option)
+    except (UriError, WindowSpecError, SinkOptionError) as err:
         raise ConfigError(str(err)) from None
     dimensions = tuple(d.strip() for d in opts.dimensions.split(",") if d.strip())
     if not dimensions:
@@ -126,6 +134,10 @@ def build_config(options: PipelineOptions) -> JobConfig:
     clash = sorted(reserved.intersection(dimensions))
     if clash:
         raise ConfigError(f"--dimensions uses {', '.join(clash)}, which are output fields; rename the dimension.")
+    if not math.isfinite(opts.allowed_lateness):
+        raise ConfigError(f"--allowed_lateness {opts.allowed_lateness} is not a finite number; give 0 or more seconds.")
+    if opts.max_read_time is not None and not math.isfinite(opts.max_read_time):
+        raise ConfigError(f"--max_read_time {opts.max_read_time} is not a finite number; give a number of seconds.")
     if opts.allowed_lateness < 0:
         raise ConfigError(f"--allowed_lateness {opts.allowed_lateness} is negative; give 0 or more seconds.")
     if opts.early_firing is not None and opts.early_firing <= 0:
@@ -142,9 +154,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
         _check_resume(options, source)
     avro_schema = _load_avro_schema(opts.avro_schema)
     try:
-        # Refuse, before anything starts, secrets on the command line and (with --jurisdiction)
-        # a source or sink outside the jurisdiction.
-        check_sink_options(options)
+        # Refuse, before anything starts, a source or sink outside the jurisdiction (--jurisdiction).
         enforce_jurisdiction(
             opts.jurisdiction,
             source,

@@ -16,6 +16,8 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from io_connectors import positions
+from io_connectors.uri import UriError, redact_text, redact_uri
 from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
 from pipelines.options import add_all_arguments
@@ -86,28 +88,31 @@ def summarize(result: beam.runners.runner.PipelineResult, config: JobConfig, sec
     return "\n".join(lines)
 
 
+def reading_line(config: JobConfig) -> str:
+    """What the job reads and writes, with any secret in the URIs replaced by ***."""
+    return (
+        f"Reading {config.source.shown} ({config.input_format}), windows {config.window}, "
+        f"writing {config.output_format} to {redact_uri(config.output.path)}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = parse_options(argv)
     try:
         config = prepare_job(options)
-    except (ConfigError, ProfileError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(
-        f"Reading {config.source.uri or config.source.location} ({config.input_format}), "
-        f"windows {config.window}, writing {config.output_format} to {config.output.path}",
-        file=sys.stderr,
-    )
-    started = time.monotonic()
-    try:
         runner = local_runner(options, config.early_firing_s is not None, config.source.scheme)
-    except ProfileError as err:
-        print(f"error: {err}", file=sys.stderr)
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        # Connectors check their options where the graph is built; that is still before any work.
+        build_pipeline(pipeline, config)
+    except (ConfigError, ProfileError, UriError) as err:
+        # A --resume store registered while building must not be committed: nothing was read.
+        positions.PENDING.reset()
+        print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return 2
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    build_pipeline(pipeline, config)
+    print(reading_line(config), file=sys.stderr)
+    started = time.monotonic()
     result = pipeline.run()
     result.wait_until_finish()
     print(summarize(result, config, time.monotonic() - started))

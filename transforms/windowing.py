@@ -8,6 +8,7 @@ computing it per event (Timestamp and window objects per event cost a third of t
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -53,25 +54,38 @@ class WindowSpec:
         return f"session:{self.gap_ms / 1000:g}"
 
 
+# Longest window, gap or period (a leap year): beyond it a window is surely a typo, and far
+# beyond it window ends overflow the timestamps of Beam and of the output's ISO-8601 strings.
+MAX_WINDOW_S = 366 * 24 * 3600
+# Most sliding windows one event can fall into (size / period): every event is copied into each.
+MAX_WINDOWS_PER_EVENT = 10_000
+FORMS = "use fixed:60, sliding:300,60 or session:30"
+
+
 def _seconds_to_ms(text: str, what: str, raw: str) -> int:
     try:
         seconds = float(text)
     except ValueError:
+        raise WindowSpecError(f"--window {raw!r}: {what} {text!r} is not a number of seconds; {FORMS}.") from None
+    if not math.isfinite(seconds):
+        raise WindowSpecError(f"--window {raw!r}: {what} {text!r} is not a finite number of seconds; {FORMS}.")
+    if seconds > MAX_WINDOW_S:
         raise WindowSpecError(
-            f"--window {raw!r}: {what} {text!r} is not a number of seconds; use fixed:60, sliding:300,60 or session:30."
-        ) from None
+            f"--window {raw!r}: {what} {seconds:g} s is over the limit of {MAX_WINDOW_S} s (366 days); "
+            "give a shorter one."
+        )
     millis = int(round(seconds * 1000))
     if millis <= 0:
-        raise WindowSpecError(f"--window {raw!r}: {what} must be positive.")
+        raise WindowSpecError(f"--window {raw!r}: {what} {text!r} must be at least 0.001 seconds (1 ms); {FORMS}.")
     return millis
 
 
 def parse_window(raw: str) -> WindowSpec:
-    """Parse `fixed:SIZE`, `sliding:SIZE,PERIOD` or `session:GAP` (seconds)."""
+    """Parse `fixed:SIZE`, `sliding:SIZE,PERIOD` or `session:GAP` (seconds, finite, 0.001 to 366 days)."""
     kind, sep, rest = (raw or "").strip().partition(":")
     kind = kind.lower()
     if kind not in KINDS or not sep:
-        raise WindowSpecError(f"--window {raw!r} is not understood; use fixed:60, sliding:300,60 or session:30.")
+        raise WindowSpecError(f"--window {raw!r} is not understood; {FORMS}.")
     if kind == "fixed":
         return WindowSpec("fixed", size_ms=_seconds_to_ms(rest, "size", raw))
     if kind == "session":
@@ -85,6 +99,11 @@ def parse_window(raw: str) -> WindowSpec:
         raise WindowSpecError(f"--window {raw!r}: the period must not exceed the size.")
     if size % period:
         raise WindowSpecError(f"--window {raw!r}: the size must be a multiple of the period.")
+    if size // period > MAX_WINDOWS_PER_EVENT:
+        raise WindowSpecError(
+            f"--window {raw!r} puts each event in {size // period:,} windows, over the limit of "
+            f"{MAX_WINDOWS_PER_EVENT:,}; give a longer period or a shorter size."
+        )
     return WindowSpec("sliding", size_ms=size, period_ms=period)
 
 
