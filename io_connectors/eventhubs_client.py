@@ -58,7 +58,7 @@ def parse_target(spec: SourceSpec, **settings: Any) -> EventHubsTarget:
     namespace, _, hub = spec.location.strip("/").partition("/")
     if not namespace or not hub or "/" in hub:
         raise UriError(
-            f"{spec.shown!r} must name a namespace and an event hub: eventhubs://NAMESPACE/HUB?consumer_group=G."
+            f"--source {spec.shown!r} must name a namespace and an event hub: eventhubs://NAMESPACE/HUB?consumer_group=G."
         )
     group = spec.param("consumer_group") or DEFAULT_CONSUMER_GROUP
     return EventHubsTarget(namespace=namespace, hub=hub, consumer_group=group, **settings)

@@ -780,14 +780,14 @@ def check_uri(spec: SourceSpec) -> tuple[str, str]:
     """(stream, region) of `kinesis://STREAM?region=R`; UriError naming the fix otherwise."""
     stream = spec.location.strip("/")
     if not stream or "/" in stream:
-        raise UriError(f"{spec.shown!r} names no single stream; write kinesis://STREAM?region=us-east-1.")
+        raise UriError(f"--source {spec.shown!r} names no single stream; write kinesis://STREAM?region=us-east-1.")
     unknown = sorted(set(spec.params) - set(SOURCE_PARAMS["kinesis"]))
     if unknown:
         raise UriError(f"{spec.shown!r}: unknown parameter(s) {', '.join(unknown)}; only region= is accepted.")
     region = spec.param("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         raise UriError(
-            f"{spec.shown!r} names no region; write kinesis://{stream}?region=us-east-1 (or set AWS_REGION)."
+            f"--source {spec.shown!r} names no region; write kinesis://{stream}?region=us-east-1 (or set AWS_REGION)."
         )
     return stream, region
 
