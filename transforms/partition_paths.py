@@ -114,7 +114,11 @@ def encode(value: str) -> str:
         and value != HIVE_DEFAULT_PARTITION
         and not value.endswith(_SPARK_COPYING)
     ):
-        return value  # nothing to escape, not reserved, short enough: what the slow path gives
+        return value  # nothing to escape, not reserved, short enough: what _encode_slow gives
+    return _encode_slow(value)
+
+
+def _encode_slow(value: str) -> str:
     text = _escape_all(value)
     if len(text) <= MAX_VALUE_BYTES // 4 or _utf8_len(text) <= MAX_VALUE_BYTES:
         return text
