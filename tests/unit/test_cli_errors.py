@@ -276,3 +276,24 @@ def test_cli_process_exits_2_without_traceback(tmp_path):
         "region=, so remove or correct it."
     )
     _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "kinesis://s?region=us-east-1", "--kinesis_start_position", "AT_TIMESTAMP"],
+         "--kinesis_start_position AT_TIMESTAMP needs --kinesis_start_timestamp"),
+        (["--source", "kinesis://s"], "--source 'kinesis://s' names no region; write kinesis://s?region=us-east-1"),
+        (["--source", "pubsub://projects/p/subscriptions/s", "--pubsub_ack_deadline", "5"],
+         "--pubsub_ack_deadline 5 must be between 10 and 600 seconds"),
+        (["--source", "eventhubs://ns/hub", "--eventhubs_batch_size", "0"],
+         "--eventhubs_batch_size must be at least 1"),
+        (["--source", SOURCE, "--pubsub_dead_letter_topic", "projects/p/subscriptions/s"], "names a subscription"),
+    ],
+)
+def test_connector_option_problems_exit_2_before_reading(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    err = _refused([*args, "--output", str(tmp_path / "out")], capsys)
+    assert message in err
+    _nothing_written(tmp_path)
