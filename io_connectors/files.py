@@ -426,9 +426,10 @@ class _Batches:
 
 def _stream_failure(path: str, broken: StreamBroken, records: int, decompressed: int, partial: bytes) -> ReadFailure:
     cut = f"; the payload holds the {len(partial)} bytes of the cut-off record" if partial else ""
+    before = f"{records} records were read before it, up to decompressed byte {decompressed}"
     reason = (
-        f"{path}: {broken.what}; {records} records were read before it, up to decompressed byte "
-        f"{decompressed}{cut}; the rest of the file is unreadable: {broken.advice}"
+        f"{path}: {broken.what}; {before if decompressed else 'nothing was read before it'}{cut}; "
+        f"the rest of the file is unreadable: {broken.advice}"
     )
     return ReadFailure(reason, partial, broken.kind, None, broken.start, True)
 
@@ -473,9 +474,8 @@ class _ReadFile(beam.DoFn):
                     chunk = handle.read(READ_CHUNK)
                 except StreamBroken as broken:
                     yield from batches.flush()
-                    yield from batches.fail(
-                        _stream_failure(path, broken, batches.records, offset + len(tail), tail), 0
-                    )
+                    failure = _stream_failure(path, broken, batches.records, offset + len(tail), tail)
+                    yield from batches.fail(failure, 0, f"compressed-byte:{broken.start}")
                     return
             if not chunk:
                 if tail:
@@ -537,7 +537,8 @@ class _ReadFile(beam.DoFn):
         failure = ReadFailure(reason, head[:PAYLOAD_PREFIX], RECORD_OVER_LIMIT, 1, offset, False)
         yield from batches.fail(failure, 1)
         if broken is not None:
-            yield from batches.fail(_stream_failure(path, broken, batches.records, offset + length, b""), 0)
+            failure = _stream_failure(path, broken, batches.records, offset + length, b"")
+            yield from batches.fail(failure, 0, f"compressed-byte:{broken.start}")
             return None
         if after is None:
             return offset + length, b""  # the file ended inside the line

@@ -15,7 +15,7 @@ from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from io_connectors.pubsub_options import publish_dead_letters
-from io_connectors.records import RawBatch
+from io_connectors.records import TRUNCATED_FILE, UNREADABLE_BLOCK, UNREADABLE_TAIL, RawBatch, ReadFailure
 from io_connectors.sources import source_from_uri
 from pipelines.config import JobConfig
 from transforms.aggregate import (
@@ -34,6 +34,14 @@ from transforms.sinks import NAMESPACE, AggregateFileWriter, WriteAggregates, Wr
 from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
 
 DEAD_LETTER = "dead_letter"
+# Counters of input a source could not read (see ReadFailure), by kind; the run's summary reads them.
+UNREADABLE_COUNTERS = {
+    TRUNCATED_FILE: "unreadable_truncated_files",
+    UNREADABLE_TAIL: "unreadable_tails",
+    UNREADABLE_BLOCK: "unreadable_blocks",
+}
+RECORDS_UNREADABLE = "records_unreadable"  # records the unreadable parts held, where known
+UNREADABLE_UNCOUNTED = "unreadable_uncounted"  # unreadable parts whose record count is unknown
 
 
 class DecodeAndPreAggregate(beam.DoFn):
@@ -49,6 +57,9 @@ class DecodeAndPreAggregate(beam.DoFn):
         self._records = Metrics.counter(NAMESPACE, "records_read")
         self._events = Metrics.counter(NAMESPACE, "events_decoded")
         self._dead = Metrics.counter(NAMESPACE, "dead_letters")
+        self._unreadable = {kind: Metrics.counter(NAMESPACE, name) for kind, name in UNREADABLE_COUNTERS.items()}
+        self._records_unreadable = Metrics.counter(NAMESPACE, RECORDS_UNREADABLE)
+        self._uncounted = Metrics.counter(NAMESPACE, UNREADABLE_UNCOUNTED)
 
     def setup(self) -> None:
         config = self._config
@@ -59,16 +70,20 @@ class DecodeAndPreAggregate(beam.DoFn):
     def process(self, batch: RawBatch) -> Iterator[Any]:
         config = self._config
         table = self._columnar.decode(batch) if self._columnar is not None else None
+        unreadable = 0
         if table is None:
             columns, dead = self._decoder.decode(batch)
             if dead:
                 self._dead.inc(len(dead))
+                # Only a batch with dead letters can hold a ReadFailure: the scan costs nothing otherwise.
+                unreadable = self._count_unreadable(batch)
                 for record in dead:
                     yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
             events = len(columns)
         else:
             events = table.num_rows
-        self._records.inc(len(batch.records))
+        # An unreadable part of the input is not a record read (an over-long record is).
+        self._records.inc(len(batch.records) - unreadable)
         self._events.inc(events)
         if not events:
             return
@@ -79,6 +94,19 @@ class DecodeAndPreAggregate(beam.DoFn):
                 table = table_of(columns, config.schema.dimensions)
             groups = preaggregate_table(table, config.window, config.schema.dimensions, self._sharder)
         yield from self._emit(groups)
+
+    def _count_unreadable(self, batch: RawBatch) -> int:
+        """Counts the batch's ReadFailures for unreadable input, by kind; returns how many."""
+        found = 0
+        for raw in batch.records:
+            if isinstance(raw, ReadFailure) and raw.kind in self._unreadable:
+                found += 1
+                self._unreadable[raw.kind].inc()
+                if raw.records_lost is None:
+                    self._uncounted.inc()
+                else:
+                    self._records_unreadable.inc(raw.records_lost)
+        return found
 
     def _emit(self, groups: dict) -> Iterator[Any]:
         for key, value in groups.items():

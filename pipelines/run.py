@@ -83,6 +83,16 @@ def summarize(result: beam.runners.runner.PipelineResult, config: JobConfig, sec
         f"aggregates        {counters.get('aggregates_written', 0):>12,}  "
         f"in {counters.get('files_written', 0):,} {config.output_format} files -> {config.output.path}",
     ]
+    # Input no record could be read from (each part is also a dead letter): shown only when there was some.
+    from pipelines.analytics import RECORDS_UNREADABLE, UNREADABLE_COUNTERS, UNREADABLE_UNCOUNTED
+
+    parts = [(kind, counters.get(name, 0)) for kind, name in UNREADABLE_COUNTERS.items()]
+    if any(count for _, count in parts):
+        lost, uncounted = counters.get(RECORDS_UNREADABLE, 0), counters.get(UNREADABLE_UNCOUNTED, 0)
+        amount = f"{lost:,}" if not uncounted else "unknown" if not lost else f"at least {lost:,}"
+        where = ", ".join(f"{count:,} {kind}{'' if count == 1 else 's'}" for kind, count in parts if count)
+        unknown = f" (count unknown in {uncounted:,})" if uncounted and lost else ""
+        lines.insert(3, f"unreadable        {amount:>12}  records in {where}{unknown}")
     if config.streaming_path:
         lines.append("(streaming: the local runner's committed metrics can under-report; the files are complete)")
     return "\n".join(lines)
