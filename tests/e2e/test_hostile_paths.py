@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import orjson
 import pyarrow.parquet as pq
@@ -99,28 +100,71 @@ def test_hostile_values_stay_under_the_output_and_read_back(tmp_path: Path, pair
     assert counts[("eu-west-1", "k")] == pair_count and counts[("eu-west-1/", "k")] == 1
 
 
-@pytest.mark.integration
-@SIZES
-def test_hostile_values_stay_under_the_s3_prefix_and_read_back(
-    moto_service, tmp_path: Path, pair_count: int, filler: int
-) -> None:
-    s3 = moto_service.client("s3")
-    bucket = f"hostile-{uuid.uuid4().hex[:8]}"
+Store = tuple[dict[str, str], str, Callable[[], dict[str, bytes]]]
+
+
+def s3_store(request: pytest.FixtureRequest) -> Store:
+    service = request.getfixturevalue("moto_service")
+    s3, bucket = service.client("s3"), f"hostile-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
+
+    def objects() -> dict[str, bytes]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+    return service.env(), f"s3://{bucket}", objects
+
+
+def azure_store(request: pytest.FixtureRequest) -> Store:
+    service = request.getfixturevalue("azurite_service")
+    container = service.client().create_container(f"hostile-{uuid.uuid4().hex[:8]}")
+
+    def objects() -> dict[str, bytes]:
+        return {blob.name: container.download_blob(blob.name).readall() for blob in container.list_blobs()}
+
+    env = {"AZURE_STORAGE_CONNECTION_STRING": service.connection_string}
+    return env, f"azfs://{service.account_name}/{container.container_name}", objects
+
+
+def gcs_store(request: pytest.FixtureRequest) -> Store:
+    service = request.getfixturevalue("gcs_service")
+    client = service.client()
+    bucket = client.create_bucket(f"hostile-{uuid.uuid4().hex[:8]}")
+
+    def objects() -> dict[str, bytes]:
+        # By name, without the listed generation: gcp-storage-emulator answers 404 to a download
+        # with ?generation= when the name holds a %-escape (real GCS does not).
+        names = [blob.name for blob in client.list_blobs(bucket.name)]
+        return {name: bucket.blob(name).download_as_bytes() for name in names}
+
+    return service.env(), f"gs://{bucket.name}", objects
+
+
+STORES = {"s3": s3_store, "azfs": azure_store, "gs": gcs_store}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("store", "pair_count", "filler"),
+    [("s3", 400, 0), ("s3", 599, 1500), ("azfs", 599, 1500), ("gs", 599, 1500)],
+    ids=["s3-row-path", "s3-arrow-path", "azfs", "gs"],
+)
+def test_hostile_values_stay_under_the_store_prefix_and_read_back(
+    request: pytest.FixtureRequest, tmp_path: Path, store: str, pair_count: int, filler: int
+) -> None:
+    env, base, objects = STORES[store](request)
     events, _ = hostile_events(pair_count, filler)
     source = tmp_path / "e.jsonl"
     source.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-    result = run_cli(moto_service.env(), "--source", f"file://{source}", "--output", f"s3://{bucket}/agg/out",
-                     "--dead_letter", f"s3://{bucket}/agg/dlq", "--output_format", "parquet")  # fmt: skip
+    result = run_cli(env, "--source", f"file://{source}", "--output", f"{base}/agg/out",
+                     "--dead_letter", f"{base}/agg/dlq", "--output_format", "parquet")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for item in page.get("Contents", [])]  # fmt: skip
-    assert keys and all(key.startswith(("agg/out/dt=", "agg/dlq/")) for key in keys), keys
-    assert all(segment not in ("", ".", "..") for key in keys for segment in key.split("/"))
-    assert not [key for key in keys if key.startswith("agg/dlq/")]  # no dead letters
+    written = objects()
+    assert written and all(key.startswith("agg/out/dt=") for key in written), list(written)  # no dead letters
+    assert all(segment not in ("", ".", "..") for key in written for segment in key.split("/"))
     records = []
-    for key in keys:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    for key, body in written.items():
         partition = key.removeprefix("agg/out/").rsplit("/", 1)[0]
         records += [(partition, row) for row in pq.read_table(io.BytesIO(body)).to_pylist()]
     check_aggregates(records, events)
