@@ -40,7 +40,7 @@ HASH_HEX_DIGITS = 32
 CUT_SUFFIX_BYTES = 1 + HASH_HEX_DIGITS
 _SPARK_COPYING = "._COPYING_"
 
-_ASCII_ESCAPED = '"#%\'*/:=?\\{[]^' + "<>|}`"
+_ASCII_ESCAPED = "\"#%'*/:=?\\{[]^" + "<>|}`"
 # Characters left as they are on the fast path: printable ASCII minus the escaped ones.
 _PLAIN_ASCII = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in _ASCII_ESCAPED)
 _PLAIN = re.compile(f"[{re.escape(_PLAIN_ASCII)}]{{1,{MAX_VALUE_BYTES}}}")
