@@ -6,7 +6,7 @@ raw bytes and decompressed here: Beam's CompressedFile ends silently at a trunca
 and has no bound on the output of one read.
 
 Unreadable input never stops the run. A broken or truncated compressed stream, a corrupt
-Avro block, bytes after the end of the data, or a line over the record limit becomes a
+Avro block, bytes after the end of the data, or a line too long to hold becomes a
 ReadFailure (a dead letter naming the file and the byte offset); what came before it still
 counts, and reading goes on wherever the format allows.
 """
@@ -50,7 +50,10 @@ MAX_AVRO_HEADER_BYTES = 64 << 20
 # Consecutive Avro blocks are decoded together (one header parse) up to this many bytes.
 AVRO_RUN_BYTES = 32 << 20
 AVRO_SYNC_SIZE = 16
-# How much of an over-long line its dead letter keeps.
+# A line up to this long reaches the decoder whole (which refuses one over MAX_RECORD_BYTES,
+# keeping its payload, like any line inside one read); a longer one is never held whole.
+MAX_CARRIED_BYTES = 8 << 20
+# How much of a line too long to hold its dead letter keeps.
 PAYLOAD_PREFIX = 1024
 
 _CODEC_NAMES = {
@@ -485,7 +488,7 @@ class _ReadFile(beam.DoFn):
             cut = data.rfind(b"\n")
             if cut < 0:
                 tail = data
-                if len(tail) > MAX_RECORD_BYTES:
+                if len(tail) > max(MAX_CARRIED_BYTES, MAX_RECORD_BYTES):
                     # Never held whole: a file without newlines would otherwise be read into memory.
                     outcome = yield from self._skip_long_line(path, handle, batches, offset, tail)
                     if outcome is None:
@@ -508,7 +511,7 @@ class _ReadFile(beam.DoFn):
     def _skip_long_line(
         self, path: str, handle: Any, batches: _Batches, offset: int, head: bytes
     ) -> Iterator[RawBatch]:
-        """Reads past a line over the record limit and dead-letters it; returns (offset of the
+        """Reads past a line too long to hold and dead-letters it; returns (offset of the
         next line, bytes read after it), or None when the stream broke on the way."""
         length = len(head)
         after = None
@@ -530,8 +533,8 @@ class _ReadFile(beam.DoFn):
         at = "decompressed byte" if isinstance(handle, DecompressedReader) else "byte"
         size = f"{length} bytes" if broken is None else f"at least {length} bytes"
         reason = (
-            f"{path}: the record at {at} {offset} is {size}, over the {MAX_RECORD_BYTES}-byte record limit; "
-            f"skipped to the next line (the payload holds its first {PAYLOAD_PREFIX} bytes): "
+            f"{path}: the record at {at} {offset} is {size}, over the {MAX_RECORD_BYTES}-byte limit and too long "
+            f"to hold; skipped to the next line (the payload holds its first {PAYLOAD_PREFIX} bytes): "
             "split the record, or fix the producer that wrote it"
         )
         failure = ReadFailure(reason, head[:PAYLOAD_PREFIX], RECORD_OVER_LIMIT, 1, offset, False)

@@ -181,10 +181,11 @@ def test_other_codecs_and_empty_files_read_whole(tmp_path):
 
 @pytest.mark.parametrize("chunk", [5, 64, 99])
 def test_line_over_the_limit_is_skipped_to_the_next_newline(monkeypatch, chunk):
-    """A line that would have to be carried past the limit is dead-lettered by the reader (one
-    that fits inside a single read reaches the decoder, which applies the same limit)."""
+    """A line too long to carry is dead-lettered by the reader; a shorter one reaches the decoder
+    whole, which dead-letters it, payload and all, when it is over MAX_RECORD_BYTES."""
     monkeypatch.setattr(files, "READ_CHUNK", chunk)
-    monkeypatch.setattr(files, "MAX_RECORD_BYTES", 100)
+    monkeypatch.setattr(files, "MAX_CARRIED_BYTES", 100)
+    monkeypatch.setattr(files, "MAX_RECORD_BYTES", 50)
     monkeypatch.setattr(files, "PAYLOAD_PREFIX", 16)
     long = b"L" * 250
     data = b"a\n" + long + b"\r\nb\n" + b"x" * 90 + b"\nc\n" + b"T" * 300
@@ -196,13 +197,14 @@ def test_line_over_the_limit_is_skipped_to_the_next_newline(monkeypatch, chunk):
     assert [p for p, _ in over] == ["p:2", "p:6"]
     first, last = over[0][1], over[1][1]
     assert (first.kind, first.byte_offset, first.records_lost) == (RECORD_OVER_LIMIT, 2, 1)
-    assert first.payload == long[:16] and "is 251 bytes, over the 100-byte" in first.reason
+    assert first.payload == long[:16] and "is 251 bytes, over the 50-byte limit" in first.reason
     assert last.byte_offset == data.index(b"T") and "is 300 bytes" in last.reason
 
 
 def test_a_file_without_newlines_is_never_held_whole(monkeypatch):
-    """64 MiB without a newline streams through in bounded memory."""
+    """64 MiB without a newline streams through in memory bounded by the carried-line cap."""
     monkeypatch.setattr(files, "READ_CHUNK", 256 << 10)
+    monkeypatch.setattr(files, "MAX_CARRIED_BYTES", 1 << 20)
 
     class Endless(io.RawIOBase):
         def __init__(self) -> None:
