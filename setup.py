@@ -37,6 +37,7 @@ setup(
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
+            "atheris>=3.0; platform_system == 'Linux'",
             "ruff>=0.6",
             "testcontainers>=4",
             "moto[server]>=5.0",

@@ -184,7 +184,10 @@ def dead_letter(reason: str, payload: Any, position: str) -> dict[str, Any]:
     elif isinstance(payload, str):
         record["payload"] = payload
     else:
-        record["payload"] = orjson.dumps(payload, default=repr, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+        try:
+            record["payload"] = orjson.dumps(payload, default=repr, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+        except TypeError:  # what orjson cannot write even with repr (an int beyond 64 bits, deep nesting)
+            record["payload"] = _shown(payload, 1 << 16)
     return record
 
 

@@ -95,3 +95,29 @@ def test_read_failures_from_sources_become_dead_letters():
     columns, dead = decode([ReadFailure("unreadable Avro container after record 3: bad block", b"")])
     assert len(columns) == 0
     assert dead[0]["error"].startswith("unreadable Avro container")
+
+
+@pytest.mark.parametrize(
+    ("raw", "unit", "millis"),
+    [
+        (1_767_225_600, "s", 1_767_225_600_000),
+        (1_767_225_600_000_001, "us", 1_767_225_600_000),
+        ("2026-01-01T00:00:00.0019Z", "ns", 1_767_225_600_001),  # ISO: exact, rounded down, unit ignored
+    ],
+)
+def test_event_time_units_scale_exactly(raw, unit, millis):
+    assert parse_event_time(raw, "event_time", unit) == millis
+
+
+def test_avro_datetimes_are_event_times_and_dates_are_refused():
+    from datetime import UTC, date, datetime
+
+    assert parse_event_time(datetime(2026, 1, 1, 0, 0, 0, 1999, tzinfo=UTC), "t") == 1_767_225_600_001
+    assert parse_event_time(datetime(2026, 1, 1), "t") == 1_767_225_600_000  # naive means UTC
+    with pytest.raises(ValueError, match="has type date without a time"):
+        parse_event_time(date(2026, 1, 1), "t")
+
+
+def test_unknown_time_unit_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="use one of s, ms, us, ns"):
+        EventSchema(time_unit="minutes")
