@@ -163,6 +163,7 @@ class KinesisReadConfig:
     read_to_latest: bool = False
     watermark: str = "arrival"
     event_time_field: str = "event_time"
+    event_time_unit: str = "ms"
     poll_interval_s: float = 1.0
     discovery_interval_s: float = 10.0
     parent_wait_s: float = 120.0
@@ -384,7 +385,7 @@ def _arrival_ms(record: dict[str, Any]) -> int:
     return int(float(stamp) * 1000)
 
 
-def event_times_ms(records: Iterable[bytes], field: str) -> list[int]:
+def event_times_ms(records: Iterable[bytes], field: str, unit: str = "ms") -> list[int]:
     """Event times (epoch millis) of the records that carry a usable one; others are skipped."""
     from transforms.decode import DecodeError, parse_event_time
 
@@ -392,7 +393,7 @@ def event_times_ms(records: Iterable[bytes], field: str) -> list[int]:
     for data in records:
         try:
             record = orjson.loads(data)
-            times.append(parse_event_time(record[field], field))
+            times.append(parse_event_time(record[field], field, unit))
         except (orjson.JSONDecodeError, DecodeError, KeyError, TypeError):
             continue
     return times
@@ -677,7 +678,7 @@ class _ReadShard(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
                     LOG.debug("kinesis: shard %s claimed %d records up to %s", shard.shard_id, len(claimed),
                               last_claimed)
                     if config.watermark == "event_time":
-                        times = event_times_ms(batch.records, config.event_time_field)
+                        times = event_times_ms(batch.records, config.event_time_field, config.event_time_unit)
                     else:
                         times = list(batch.arrival_ms)
                     before = estimator.watermark_ms()
@@ -824,6 +825,7 @@ def source_from_uri(spec: SourceSpec, options: PipelineOptions) -> ReadFromKines
         read_to_latest=bool(kinesis.kinesis_read_to_latest),
         watermark=kinesis.kinesis_watermark,
         event_time_field=analytics.event_time_field,
+        event_time_unit=analytics.event_time_unit,
         poll_interval_s=kinesis.kinesis_poll_interval,
         discovery_interval_s=kinesis.kinesis_discovery_interval,
         position_store=store,

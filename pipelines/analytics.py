@@ -285,6 +285,7 @@ def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, bea
             config.window,
             config.allowed_lateness_s,
             config.dedupe_max_ids,
+            time_unit=config.schema.time_unit,
         )
     decoded = batches | "DecodeAndPreAggregate" >> beam.ParDo(
         DecodeAndPreAggregate(config, timestamped=config.streaming_path)

@@ -58,9 +58,10 @@ def bucket_span_ms(window: WindowSpec) -> tuple[int, int]:
 class _SplitById(beam.DoFn):
     """RawBatch -> ((shard, bucket), RawBatch) sub-batches; unreadable records under PASS_THROUGH."""
 
-    def __init__(self, id_field: str, time_field: str, window: WindowSpec, shards: int) -> None:
+    def __init__(self, id_field: str, time_field: str, window: WindowSpec, shards: int, time_unit: str = "ms") -> None:
         self._id_field = id_field
         self._time_field = time_field
+        self._time_unit = time_unit
         self._bucket_ms = bucket_span_ms(window)[0]
         self._shards = shards
 
@@ -80,7 +81,7 @@ class _SplitById(beam.DoFn):
         if not isinstance(record_id, (str, int)) or isinstance(record_id, bool):
             return 0, PASS_THROUGH, ""
         try:
-            time_ms = parse_event_time(record.get(self._time_field), self._time_field)
+            time_ms = parse_event_time(record.get(self._time_field), self._time_field, self._time_unit)
         except DecodeError:
             return 0, PASS_THROUGH, ""
         record_id = str(record_id)
@@ -187,11 +188,12 @@ class Dedupe(beam.PTransform):
         allowed_lateness_s: float = 0.0,
         max_ids: int = 1_000_000,
         shards: int = DEFAULT_SHARDS,
+        time_unit: str = "ms",
     ) -> None:
         super().__init__()
         if max_ids < 1:
             raise ValueError(f"max_ids {max_ids} must be at least 1")
-        self._split = _SplitById(id_field, time_field, window, shards)
+        self._split = _SplitById(id_field, time_field, window, shards, time_unit)
         self._drop = _DropSeen(id_field, window, int(allowed_lateness_s * 1000), max_ids)
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
