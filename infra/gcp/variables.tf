@@ -128,6 +128,7 @@ variable "pipeline_options" {
     input_format     = optional(string)
     avro_schema      = optional(string)
     event_time_field = optional(string)
+    event_time_unit  = optional(string)
     id_field         = optional(string)
     value_field      = optional(string)
     dimensions       = optional(string)
@@ -147,6 +148,11 @@ variable "pipeline_options" {
   validation {
     condition     = var.pipeline_options.input_format == null || contains(["json", "avro"], coalesce(var.pipeline_options.input_format, "json"))
     error_message = "pipeline_options.input_format must be json or avro."
+  }
+
+  validation {
+    condition     = contains(["ms", "s", "us", "ns"], coalesce(var.pipeline_options.event_time_unit, "ms"))
+    error_message = "pipeline_options.event_time_unit must be ms, s, us or ns."
   }
 
   validation {

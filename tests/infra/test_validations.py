@@ -25,6 +25,7 @@ ENUMS = [
     ("gcp", "jurisdictions", "'us', 'eu', 'apac'"),
     ("gcp", "labels", "'public', 'internal', 'confidential', 'restricted'"),
     ("gcp", "pipeline_options", "'json', 'avro'"),
+    ("gcp", "pipeline_options", "'ms', 's', 'us', 'ns'"),
     ("gcp/modules/region", "jurisdiction", "'us', 'eu', 'apac'"),
 ]
 

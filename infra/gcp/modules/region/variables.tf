@@ -164,6 +164,7 @@ variable "pipeline_options" {
     input_format     = optional(string)
     avro_schema      = optional(string)
     event_time_field = optional(string)
+    event_time_unit  = optional(string)
     id_field         = optional(string)
     value_field      = optional(string)
     dimensions       = optional(string)
