@@ -109,15 +109,18 @@ class Partial:
     def merge(self, other: Partial) -> Partial:
         """Adds `other` into self; `other` is only read, never modified or aliased."""
         self.count += other.count
-        self.total += other.total
+        total = self.total + other.total
         if other.vmin < self.vmin:
             self.vmin = other.vmin
         if other.vmax > self.vmax:
             self.vmax = other.vmax
         if self.values is not None and other.values is not None:
             self.values.extend(other.values)
+            if not math.isfinite(total):
+                total = exact_sum(self.values)  # the partial sums overflow where the exact one may not
         else:
             self._to_kll().merge(other.kll if other.kll is not None else _kll_of(other.values))
+        self.total = total
         if self.ids is not None and other.ids is not None:
             self.ids.extend(other.ids)
         else:

@@ -18,6 +18,7 @@ first, as whole-buffer byte and numpy operations, a few milliseconds for 50,000 
 from __future__ import annotations
 
 import io
+import math
 from array import array
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from io_connectors.records import RawBatch
-from transforms.aggregate import Groups, Partial, WindowSharder
+from transforms.aggregate import Groups, Partial, WindowSharder, exact_sum
 from transforms.decode import (
     MAX_EVENT_TIME_MS,
     MAX_RECORD_BYTES,
@@ -41,7 +42,7 @@ from transforms.decode import (
 from transforms.idhash import hash_array
 from transforms.windowing import WindowSpec
 
-TIME, VALUE, ID, HASH = "__t", "__v", "__id", "__h"
+TIME, VALUE, ID, HASH, SLOT = "__t", "__v", "__id", "__h", "__w"
 # Below this size the fixed cost of Arrow's reader outweighs its per-record savings.
 MIN_BATCH = 512
 # orjson refuses objects nested deeper than this; Arrow has no such limit.
@@ -339,19 +340,18 @@ def preaggregate_table(
 
     One element per window shard instead of one per group keeps the shuffle small: the
     per-element cost of a Beam runner, not the arithmetic, dominates with many groups.
+    Events are grouped once per slot (a fixed window, or a sliding window's period); a
+    sliding window is then the merge of the size/period slots it covers, so work and memory
+    follow the groups, not events times windows per event.
     """
     times = table[TIME].to_numpy()
-    if spec.kind == "fixed":
-        starts = [times - times % spec.size_ms]
-    else:
-        last = times - times % spec.period_ms
-        starts = [last - j * spec.period_ms for j in range(spec.size_ms // spec.period_ms)]
+    slot_ms = spec.size_ms if spec.kind == "fixed" else spec.period_ms
     id_column = table[ID].combine_chunks()
-    hashes = pa.array(hash_array(id_column), mask=id_column.is_null() if id_column.null_count else None)
-    table = table.drop_columns([ID]).append_column(HASH, hashes)
-    parts = [table.append_column("__w", pa.array(s)) for s in starts]
-    windowed = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-    grouped = windowed.group_by(["__w", *dimensions], use_threads=False).aggregate(
+    # pyarrow wants the mask as a numpy array (an Arrow one raises TypeError in pyarrow 25).
+    mask = id_column.is_null().to_numpy(zero_copy_only=False) if id_column.null_count else None
+    hashes = pa.array(hash_array(id_column), mask=mask)
+    table = table.drop_columns([ID]).append_column(HASH, hashes).append_column(SLOT, pa.array(times - times % slot_ms))
+    grouped = table.group_by([SLOT, *dimensions], use_threads=False).aggregate(
         [
             (VALUE, "list"),
             (VALUE, "sum"),
@@ -360,7 +360,7 @@ def preaggregate_table(
             (HASH, "distinct", pc.CountOptions(mode="only_valid")),
         ]
     )
-    window_starts = grouped["__w"].to_pylist()
+    slot_starts = grouped[SLOT].to_pylist()
     dim_columns = [grouped[dim].to_pylist() for dim in dimensions]
     sums = grouped[f"{VALUE}_sum"].to_pylist()
     mins = grouped[f"{VALUE}_min"].to_pylist()
@@ -371,16 +371,28 @@ def preaggregate_table(
     ids, id_offsets = _flat(grouped[f"{HASH}_distinct"], np.int64)
     value_bytes, id_bytes = values.tobytes(), ids.tobytes()
     size = spec.size_ms
+    covering = range(size // slot_ms)  # the windows a slot belongs to: starts slot, slot - period, ...
+    sliding = len(covering) > 1
     out: dict[tuple[int, int, int], Groups] = {}
     for index, dims in enumerate(zip(*dim_columns, strict=True)):
-        start = window_starts[index]
-        key = (start, start + size, sharder(dims))
-        groups = out.get(key)
-        if groups is None:
-            groups = out[key] = Groups()
         group_values = array("d", value_bytes[value_offsets[index] * 8 : value_offsets[index + 1] * 8])
         group_ids = array("q", id_bytes[id_offsets[index] * 8 : id_offsets[index + 1] * 8])
-        groups[dims] = Partial.of_stats(group_values, group_ids, sums[index], mins[index], maxs[index])
+        total = sums[index]
+        if not math.isfinite(total):
+            total = exact_sum(group_values)  # Arrow's sum overflows midway where the exact one may not
+        partial = Partial.of_stats(group_values, group_ids, total, mins[index], maxs[index])
+        shard = sharder(dims)
+        for step in covering:
+            start = slot_starts[index] - step * slot_ms
+            key = (start, start + size, shard)
+            groups = out.get(key)
+            if groups is None:
+                groups = out[key] = Groups()
+            if sliding:
+                # One partial serves every window of its slot: add() copies it before a merge.
+                groups.add(dims, partial)
+            else:
+                groups[dims] = partial  # a fixed window is one slot: each group comes once
     return out
 
 

@@ -71,6 +71,10 @@ def _files(tmp_path: Path, big: bool, tag: str) -> tuple[Path, list[dict], list[
     crowd = 599 if big else 99  # events of eu-west-1, beside 1 of "eu-west-1/": same window and key
     clean = [_event(i, "eu-west-1", ms=i) for i in range(crowd)]
     clean += [_event(1000 + i, region, value=float(i), ms=i) for i, region in enumerate(regions)]
+    # Events without an id, or with a null one, count but add nothing to distinct_ids.
+    no_id = _event(1100, "no-id")
+    del no_id["event_id"]
+    clean += [no_id, {**_event(1101, "no-id"), "event_id": None}]
     filler = 600 if big else 50  # the broken file's good events
     mixed = [_event(2000 + i, "us-east-1", key=f"k{i % 3}", ms=i * 10) for i in range(filler)]
     broken = _broken_lines()
@@ -97,6 +101,7 @@ def _check(rows: list[dict], dead: list[dict], events: list[dict], broken: list[
     got = {(r["window_start"], r["region"], r["key"]): (r["count"], r["sum"]) for r in rows}
     assert len(got) == len(rows), "two rows for one group"
     assert got == _expected(events)
+    assert [r["distinct_ids"] for r in rows if r["region"] == "no-id"] == [0]
     assert sorted(dead_payload(d) for d in dead) == sorted(broken)
     seconds = next(d for d in dead if b'"s1"' in dead_payload(d))
     assert "--event_time_unit s" in seconds["error"], seconds["error"]

@@ -137,3 +137,57 @@ def test_exact_sum_survives_intermediate_overflow():
     part = Partial.of([1e308, 1e308], [1, 2])
     assert part.overflowed and part.metrics()["sum"] == math.inf
     assert not Partial.of([1e308, -1e308], [1, 2]).overflowed
+
+
+def _brute_force(events, size_ms, period_ms):
+    """(start, dims) -> (count, sorted values, distinct ids) of every window holding an event."""
+    out = {}
+    for t, value, event_id, dims in events:
+        last = t - t % period_ms
+        for start in range(last, t - size_ms, -period_ms):
+            count, values, ids = out.get((start, dims), (0, [], set()))
+            out[(start, dims)] = (count + 1, values + [value], ids | ({event_id} if event_id else set()))
+    return {k: (c, sorted(v), len(i)) for k, (c, v, i) in out.items()}
+
+
+@pytest.mark.parametrize("window", ["fixed:60", "sliding:120,60", "sliding:300,60", "sliding:60,20"])
+def test_preaggregate_table_matches_brute_force(window):
+    """Slots grouped once and merged into the windows covering them equal each window computed alone,
+    null ids included (they count, but not as distinct ids)."""
+    rng = random.Random(window)
+    spec = parse_window(window)
+    columns = EventColumns()
+    events = []
+    for i in range(3000):
+        t = 1_767_225_600_000 + rng.randrange(900_000)
+        value = float(rng.randrange(-50, 50))
+        event_id = None if i % 17 == 0 else f"e{rng.randrange(2000)}"
+        dims = (rng.choice(["eu", "us"]), f"k{rng.randrange(4)}")
+        events.append((t, value, event_id, dims))
+        columns.times_ms.append(t)
+        columns.values.append(value)
+        columns.ids.append(event_id)
+        columns.dims.append(dims)
+    got = {}
+    table = table_of(columns, ("region", "key"))
+    for (start, end, _shard), groups in preaggregate_table(table, spec, ("region", "key"), WindowSharder(4)).items():
+        assert end - start == spec.size_ms
+        for dims, part in groups.items():
+            assert (start, dims) not in got
+            metrics = part.metrics()
+            assert metrics["sum"] == sum(part.values)
+            got[(start, dims)] = (part.count, sorted(part.values), metrics["distinct_ids"])
+    assert got == _brute_force(events, spec.size_ms, spec.period_ms or spec.size_ms)
+
+
+def test_sums_overflowing_midway_stay_exact():
+    columns = EventColumns(
+        times_ms=[1_767_225_600_000] * 3, ids=["a", "b", "c"], values=[1e308, 1e308, -1e308], dims=[("eu", "k")] * 3
+    )
+    table = table_of(columns, ("region", "key"))
+    [groups] = preaggregate_table(table, parse_window("fixed:60"), ("region", "key"), WindowSharder(1)).values()
+    assert groups[("eu", "k")].total == 1e308 and not groups[("eu", "k")].overflowed
+    # Two partials whose own sums overflow, in opposite directions: the exact sum is 0.
+    up, down = Partial.of([1e308, 1e308], [1, 2]), Partial.of([-1e308, -1e308], [3, 4])
+    assert up.total == math.inf and down.total == -math.inf
+    assert up.copy().merge(down).total == 0.0
