@@ -267,9 +267,18 @@ class Decoder:
         dims = []
         for name in schema.dimensions:
             dim = record.get(name)
-            if dim is None or isinstance(dim, (dict, list)):
+            if isinstance(dim, str):
+                dims.append(dim)
+            elif isinstance(dim, int) and not isinstance(dim, bool):
+                dims.append(str(dim))  # a whole number is the same group as its decimal text
+            elif dim is None or isinstance(dim, (dict, list)):
                 raise DecodeError(f"dimension field {name!r} is missing or not a scalar")
-            dims.append(dim if isinstance(dim, str) else str(dim))
+            else:
+                # As text, 1e2 and 100.0 (or true and "True") would silently become one group.
+                raise DecodeError(
+                    f"dimension field {name!r} is {_shown(dim)} ({type(dim).__name__}); a dimension must be a "
+                    "string or a whole number: have the producer send it as a string"
+                )
         event_id = record.get(schema.id_field)
         columns.times_ms.append(millis)
         columns.values.append(value)

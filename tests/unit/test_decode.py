@@ -23,6 +23,10 @@ def decode(records, **kwargs):
         (b"", "empty record"),
         (b'{"event_time": 1000, "region": "r", "key": "k"}', "missing value field 'value'"),
         (b'{"event_time": 1000, "region": "r", "key": "k", "value": "12"}', "expected a number"),
+        # As text these would merge with other values (1e2 and 100.0, true and "True").
+        (b'{"event_time": 1000, "region": "r", "key": 1e2, "value": 1}', "must be a string or a whole number"),
+        (b'{"event_time": 1000, "region": true, "key": "k", "value": 1}', "must be a string or a whole number"),
+        (b'{"event_time": 1000, "region": "r", "key": 18446744073709551616, "value": 1}', "a whole number"),
         (b'{"event_time": 1000, "region": "r", "key": "k", "value": true}', "expected a number"),
         (b'{"region": "r", "key": "k", "value": 1}', "missing event time field 'event_time'"),
         (b'{"event_time": "noon", "region": "r", "key": "k", "value": 1}', "expected epoch millis or ISO-8601"),
