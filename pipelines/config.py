@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -11,9 +12,11 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from io_connectors.eventhubs_options import EventHubsOptions
 from io_connectors.kinesis_options import KinesisOptions
 from io_connectors.positions import unbounded_message
+from io_connectors.pubsub_options import PubSubOptions
 from io_connectors.sources import check_source
 from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
 from pipelines.options import AnalyticsOptions
+from transforms.columnar import INTERNAL_COLUMNS
 from transforms.decode import EventSchema
 from transforms.sink_options import SinkOptionError, SinkOptions, check_local_sink, check_sink_options
 from transforms.sovereignty import SovereigntyError, enforce_jurisdiction
@@ -63,6 +66,58 @@ def _load_avro_schema(path: str | None) -> dict | None:
 
 # Sources with a position store for --resume, and the option that bounds a read at the stream's end.
 RESUMABLE_SOURCES = {"kinesis": "--kinesis_read_to_latest", "eventhubs": "--eventhubs_read_to_latest"}
+# Stream sources and the option of each that ends a read once the stream is drained.
+DRAINED_BOUNDS = {**RESUMABLE_SOURCES, "pubsub": "--pubsub_stop_when_idle"}
+# Output field names taken by the aggregate record.
+OUTPUT_FIELDS = frozenset(
+    {"window_start", "window_end", "count", "sum", "min", "max", "mean", "p50", "p95", "p99", "distinct_ids", "pane",
+     "pane_index"}
+)
+# Avro field names: the specification's rule, which stricter (Java) readers enforce.
+AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_dimensions(raw: str, output_format: str) -> tuple[str, ...]:
+    dimensions = tuple(d.strip() for d in raw.split(",") if d.strip())
+    if not dimensions:
+        raise ConfigError("--dimensions is empty; name at least one field to group by, e.g. region,key.")
+    if len(set(dimensions)) != len(dimensions):
+        raise ConfigError(f"--dimensions {raw!r} repeats a field; name each field once.")
+    clash = sorted(OUTPUT_FIELDS.intersection(dimensions))
+    if clash:
+        raise ConfigError(f"--dimensions uses {', '.join(clash)}, which are output fields; rename the dimension.")
+    clash = sorted(INTERNAL_COLUMNS.intersection(dimensions))
+    if clash:
+        raise ConfigError(
+            f"--dimensions uses {', '.join(clash)}, which the aggregation uses for its own columns; "
+            "rename the field in the input."
+        )
+    if output_format == "avro":
+        bad = [d for d in dimensions if not AVRO_NAME.fullmatch(d)]
+        if bad:
+            raise ConfigError(
+                f"--dimensions {', '.join(map(repr, bad))}: Avro field names are letters, digits and _, not "
+                "starting with a digit; use --output_format jsonl or parquet, or rename the field."
+            )
+    return dimensions
+
+
+def _check_bounded(options: PipelineOptions, source: SourceSpec, streaming_path: bool) -> None:
+    """A stream read with no bound never ends: the bounded path (no --streaming) would wait forever."""
+    if source.scheme not in DRAINED_BOUNDS or streaming_path:
+        return
+    opts = options.view_as(AnalyticsOptions)
+    drained = {
+        "kinesis": options.view_as(KinesisOptions).kinesis_read_to_latest,
+        "eventhubs": options.view_as(EventHubsOptions).eventhubs_read_to_latest,
+        "pubsub": options.view_as(PubSubOptions).pubsub_stop_when_idle,
+    }[source.scheme]
+    if opts.max_records is None and opts.max_read_time is None and not drained:
+        raise ConfigError(
+            f"--source {source.shown!r} is a stream with no end, which a batch run (no --streaming) would wait "
+            f"for forever: bound the read with --max_records, --max_read_time or {DRAINED_BOUNDS[source.scheme]}, "
+            "or add --streaming (locally a streaming read writes its windows when the read ends; see README)."
+        )
 
 
 def _check_resume(options: PipelineOptions, source: SourceSpec) -> None:
@@ -111,29 +166,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
                 check_local_sink(sink.path, option)
     except (UriError, WindowSpecError, SinkOptionError) as err:
         raise ConfigError(str(err)) from None
-    dimensions = tuple(d.strip() for d in opts.dimensions.split(",") if d.strip())
-    if not dimensions:
-        raise ConfigError("--dimensions is empty; name at least one field to group by, e.g. region,key.")
-    if len(set(dimensions)) != len(dimensions):
-        raise ConfigError(f"--dimensions {opts.dimensions!r} repeats a field; name each field once.")
-    reserved = {
-        "window_start",
-        "window_end",
-        "count",
-        "sum",
-        "min",
-        "max",
-        "mean",
-        "p50",
-        "p95",
-        "p99",
-        "distinct_ids",
-        "pane",
-        "pane_index",
-    }
-    clash = sorted(reserved.intersection(dimensions))
-    if clash:
-        raise ConfigError(f"--dimensions uses {', '.join(clash)}, which are output fields; rename the dimension.")
+    dimensions = _check_dimensions(opts.dimensions, opts.output_format)
     if not math.isfinite(opts.allowed_lateness):
         raise ConfigError(f"--allowed_lateness {opts.allowed_lateness} is not a finite number; give 0 or more seconds.")
     if opts.max_read_time is not None and not math.isfinite(opts.max_read_time):
@@ -150,6 +183,8 @@ def build_config(options: PipelineOptions) -> JobConfig:
         raise ConfigError(f"--max_read_time {opts.max_read_time} must be a positive number of seconds.")
     if opts.dedupe_max_ids < 1:
         raise ConfigError(f"--dedupe_max_ids {opts.dedupe_max_ids} must be at least 1.")
+    streaming = bool(options.view_as(StandardOptions).streaming)
+    _check_bounded(options, source, streaming or opts.early_firing is not None)
     if opts.resume:
         _check_resume(options, source)
     avro_schema = _load_avro_schema(opts.avro_schema)
@@ -179,7 +214,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
         output=output,
         output_format=opts.output_format,
         dead_letter=dead_letter,
-        streaming=bool(options.view_as(StandardOptions).streaming),
+        streaming=streaming,
         dedupe_by=opts.dedupe_by or None,
         dedupe_max_ids=opts.dedupe_max_ids,
         resume=bool(opts.resume),

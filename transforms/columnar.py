@@ -43,6 +43,10 @@ from transforms.idhash import hash_array
 from transforms.windowing import WindowSpec
 
 TIME, VALUE, ID, HASH, SLOT = "__t", "__v", "__id", "__h", "__w"
+# Every column name the tables here use: a dimension must not take one.
+INTERNAL_COLUMNS = frozenset(
+    {TIME, VALUE, ID, HASH, SLOT, *(f"{VALUE}_{agg}" for agg in ("list", "sum", "min", "max")), f"{HASH}_distinct"}
+)
 # Below this size the fixed cost of Arrow's reader outweighs its per-record savings.
 MIN_BATCH = 512
 # orjson refuses objects nested deeper than this; Arrow has no such limit.

@@ -30,7 +30,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
-from io_connectors.uri import is_secret_name
+from io_connectors.uri import is_secret_name, redact_uri
 
 AZURE_CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
@@ -104,6 +104,16 @@ def check_sink_options(options: PipelineOptions) -> None:
                 f"--{name} looks like a secret, which the command line must not carry (process lists, shell "
                 "history and job graphs keep it); remove it and provide the credential through the environment "
                 "or a credential file (see docs/storage.md and docs/reliability.md)."
+            )
+        texts = value if isinstance(value, (list, tuple)) else [value]
+        for text in texts:
+            if not isinstance(text, str) or redact_uri(text) == text:
+                continue
+            # An endpoint with user:password@, a SAS token (sig=) or a connection-string key inside.
+            raise SinkOptionError(
+                f"--{name} {redact_uri(text)!r} carries a credential (a password before @, or a SAS signature or "
+                "shared access key parameter), which the command line must not carry; remove it and provide the "
+                "credential through the environment or a credential file (see docs/storage.md and docs/reliability.md)."
             )
 
 

@@ -28,6 +28,11 @@ REPO = Path(__file__).resolve().parents[2]
         (["--early_firing", "0"], "--early_firing 0 must be a positive"),
         (["--source", "synthetic://?events=ten"], "must be a whole number"),
         (["--avro_schema", "/missing.avsc"], "--avro_schema '/missing.avsc' cannot be read"),
+        (["--dimensions", "region,__v_sum"], "which the aggregation uses for its own columns"),
+        (["--dimensions", "region,my-key", "--output_format", "avro"], "Avro field names are letters, digits"),
+        (["--source", "eventhubs://ns/hub?consumer_group=g"], "is a stream with no end"),
+        (["--source", "kinesis://s?region=us-east-1"], "--max_read_time or --kinesis_read_to_latest"),
+        (["--source", "pubsub://projects/p/subscriptions/s"], "--pubsub_stop_when_idle, or add --streaming"),
     ],
 )
 def test_bad_values_exit_2_with_one_sentence(args, message, capsys, tmp_path):
@@ -201,6 +206,22 @@ def test_secrets_on_the_command_line_are_refused(option, fix, tmp_path, capsys):
     _nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--blob_service_endpoint", "https://acct.blob.core.windows.net/?sv=2024&sig=S3cr3tValue42"),
+        ("--s3_endpoint_url", "http://user:S3cr3tValue42@127.0.0.1:9000"),
+        ("--source", "eventhubs://ns/hub?consumer_group=g;SharedAccessKey=S3cr3tValue42"),
+    ],
+)
+def test_credentials_inside_option_values_are_refused(option, value, tmp_path, capsys):
+    args = ["--source", SOURCE, "--output", str(tmp_path / "out")]
+    err = _refused([*args, option, value] if option != "--source" else [*args[2:], option, value], capsys)
+    assert err.startswith(f"error: {option} ") and "carries a credential" in err
+    assert "S3cr3tValue42" not in err and "***" in err
+    _nothing_written(tmp_path)
+
+
 def test_options_naming_where_a_secret_is_are_accepted():
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -294,6 +315,6 @@ def test_cli_process_exits_2_without_traceback(tmp_path):
 def test_connector_option_problems_exit_2_before_reading(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    err = _refused([*args, "--output", str(tmp_path / "out")], capsys)
+    err = _refused([*args, "--max_records", "10", "--output", str(tmp_path / "out")], capsys)
     assert message in err
     _nothing_written(tmp_path)
