@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from io_connectors.avro_safety import schema_problem
 from io_connectors.eventhubs_options import EventHubsOptions
 from io_connectors.kinesis_options import KinesisOptions
 from io_connectors.positions import unbounded_message
@@ -57,11 +58,19 @@ def _load_avro_schema(path: str | None) -> dict | None:
         return None
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+            schema = json.load(handle)
     except OSError as err:
         raise ConfigError(f"--avro_schema {path!r} cannot be read: {err.strerror}.") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"--avro_schema {path!r} is not valid JSON ({err}); give an .avsc schema file.") from None
+    except RecursionError:
+        raise ConfigError(f"--avro_schema {path!r} nests too deep to read; flatten the schema.") from None
+    # A schema that lets a few bytes claim billions of items (or nest without end) is refused
+    # before any work, not record by record.
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise ConfigError(f"--avro_schema {path!r} is refused: {problem}.")
+    return schema
 
 
 # Sources with a position store for --resume, and the option that bounds a read at the stream's end.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import reprlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -18,6 +19,8 @@ from typing import Any
 import fastavro
 import orjson
 
+from io_connectors.avro_blocks import container_record
+from io_connectors.avro_safety import UnsafeAvroSchema, schema_problem
 from io_connectors.records import RawBatch, ReadFailure
 from io_connectors.timestamps import to_epoch_millis
 
@@ -39,6 +42,7 @@ _MAX_TIME_DIGITS = 30
 # Larger records are refused rather than parsed: a single runaway record must not stall a batch.
 MAX_RECORD_BYTES = 1 << 20
 AVRO_CONTAINER_MAGIC = b"Obj\x01"
+_UNCHECKED = object()
 
 
 @dataclass(frozen=True)
@@ -186,9 +190,37 @@ def dead_letter(reason: str, payload: Any, position: str) -> dict[str, Any]:
     else:
         try:
             record["payload"] = orjson.dumps(payload, default=repr, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
-        except TypeError:  # what orjson cannot write even with repr (an int beyond 64 bits, deep nesting)
-            record["payload"] = _shown(payload, 1 << 16)
+        except (TypeError, ValueError, RecursionError):
+            # What orjson cannot write even with repr (an int beyond 64 bits, deep nesting): a
+            # repr bounded in depth and length, since a dead letter must never fail.
+            record["payload"] = bounded_repr(payload)
     return record
+
+
+class _BoundedRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # over Python's limit on digits to print
+            return f"<int of {x.bit_length()} bits>"
+
+
+_BOUNDED_REPR = _BoundedRepr()
+_BOUNDED_REPR.maxlevel = 12
+_BOUNDED_REPR.maxdict = _BOUNDED_REPR.maxlist = _BOUNDED_REPR.maxtuple = _BOUNDED_REPR.maxset = 100
+_BOUNDED_REPR.maxstring = _BOUNDED_REPR.maxother = 1024
+_BOUNDED_REPR.maxlong = 100
+# A dead letter's repr of an unserialisable payload is cut at this many characters.
+MAX_PAYLOAD_REPR = 4096
+
+
+def bounded_repr(value: Any, limit: int = MAX_PAYLOAD_REPR) -> str:
+    """repr of any value, bounded in depth and cut at `limit` characters; never raises."""
+    try:
+        text = _BOUNDED_REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a hostile value's repr may raise anything (an int over 4300 digits)
+        text = f"<{type(value).__name__} that cannot be shown>"
+    return text if len(text) <= limit else f"{text[:limit]}... (cut at {limit} characters)"
 
 
 class Decoder:
@@ -234,17 +266,27 @@ class Decoder:
         return record
 
     def _parse_avro(self, raw: bytes) -> Any:
+        if raw[:4] == AVRO_CONTAINER_MAGIC:
+            # A whole container file in one record: framed, bounded and schema-checked like a file.
+            try:
+                total, record = container_record(bytes(raw))
+            except UnsafeAvroSchema as err:
+                raise DecodeError(f"Avro container record not read: {err}") from None
+            except Exception as err:  # noqa: BLE001 - hostile bytes make framing and codecs raise many types
+                raise DecodeError(f"invalid Avro: {type(err).__name__}: {err}") from None
+            if total != 1:
+                raise DecodeError(f"Avro container record holds {total} records; expected exactly 1")
+            return record
+        if self._avro_schema is None:
+            raise DecodeError("schemaless Avro record but no --avro_schema given; pass the writer's schema (.avsc)")
+        # Checked once per decoder: a schema that lets a few bytes claim billions of items is never used.
+        problem = self.__dict__.get("_avro_schema_problem", _UNCHECKED)
+        if problem is _UNCHECKED:
+            problem = self.__dict__["_avro_schema_problem"] = schema_problem(self._avro_schema)
+        if problem is not None:
+            raise DecodeError(f"schemaless Avro record not read: the --avro_schema {problem}")
         try:
-            if raw[:4] == AVRO_CONTAINER_MAGIC:
-                records = list(fastavro.reader(io.BytesIO(raw)))
-                if len(records) != 1:
-                    raise DecodeError(f"Avro container record holds {len(records)} records; expected exactly 1")
-                return records[0]
-            if self._avro_schema is None:
-                raise DecodeError("schemaless Avro record but no --avro_schema given; pass the writer's schema (.avsc)")
             return fastavro.schemaless_reader(io.BytesIO(raw), self._avro_schema)
-        except DecodeError:
-            raise
         except (ValueError, TypeError, EOFError, IndexError, KeyError, UnicodeDecodeError, OverflowError) as err:
             raise DecodeError(f"invalid Avro: {type(err).__name__}: {err}") from None
 
