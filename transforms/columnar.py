@@ -21,8 +21,8 @@ import io
 import math
 from array import array
 from datetime import UTC, datetime
-from operator import attrgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -375,9 +375,8 @@ def preaggregate_table(
     ids, id_offsets = _flat(grouped[f"{HASH}_distinct"], np.int64)
     value_bytes, id_bytes = values.tobytes(), ids.tobytes()
     size = spec.size_ms
-    covering = range(size // slot_ms)  # the windows a slot belongs to: starts slot, slot - period, ...
-    sliding = len(covering) > 1
     out: dict[tuple[int, int, int], Groups] = {}
+    slots: dict[tuple, list[tuple[int, Partial]]] = {}  # sliding windows: dims -> [(slot start, partial)]
     for index, dims in enumerate(zip(*dim_columns, strict=True)):
         group_values = array("d", value_bytes[value_offsets[index] * 8 : value_offsets[index + 1] * 8])
         group_ids = array("q", id_bytes[id_offsets[index] * 8 : id_offsets[index + 1] * 8])
@@ -385,19 +384,65 @@ def preaggregate_table(
         if not math.isfinite(total):
             total = exact_sum(group_values)  # Arrow's sum overflows midway where the exact one may not
         partial = Partial.of_stats(group_values, group_ids, total, mins[index], maxs[index])
+        if slot_ms != size:
+            slots.setdefault(dims, []).append((slot_starts[index], partial))
+            continue
+        key = (slot_starts[index], slot_starts[index] + size, sharder(dims))
+        groups = out.get(key)
+        if groups is None:
+            groups = out[key] = Groups()
+        groups[dims] = partial  # a fixed window is one slot: each group comes once
+    for dims, runs in slots.items():
         shard = sharder(dims)
-        for step in covering:
-            start = slot_starts[index] - step * slot_ms
+        for start, partial in sliding_merges(sorted(runs, key=itemgetter(0)), size // slot_ms, slot_ms):
             key = (start, start + size, shard)
             groups = out.get(key)
             if groups is None:
                 groups = out[key] = Groups()
-            if sliding:
-                # One partial serves every window of its slot: add() copies it before a merge.
-                groups.add(dims, partial)
-            else:
-                groups[dims] = partial  # a fixed window is one slot: each group comes once
+            groups[dims] = partial
     return out
+
+
+def sliding_merges(slots: list[tuple[int, Partial]], per_window: int, period_ms: int) -> Iterator[tuple[int, Partial]]:
+    """(window start, merged partial) of every sliding window holding at least one of `slots`
+    ((slot start, partial), sorted by start; a window covers `per_window` consecutive slots).
+
+    A two-stack queue slides over the slots: each slot is merged a constant number of times
+    whatever the windows per slot (24-hour windows every minute cover 1,440 slots each), where
+    merging each window's slots afresh would cost windows x slots. Input partials are never
+    modified; a yielded partial may be shared by several windows, so it is read-only too."""
+    span = (per_window - 1) * period_ms
+    front: list[Partial] = []  # aggregates of the oldest slots: front[-1] covers all of them
+    back: list[tuple[int, Partial]] = []  # newer slots, oldest first
+    back_total: Partial | None = None
+    older: list[int] = []  # slot starts held in front, newest first (the last is the oldest)
+    position = 0
+    start = slots[0][0] - span
+    while position < len(slots) or front or back:
+        if not front and not back:
+            start = max(start, slots[position][0] - span)  # skip windows that would be empty
+        while position < len(slots) and slots[position][0] <= start + span:
+            back.append(slots[position])
+            back_total = slots[position][1].copy() if back_total is None else back_total.merge(slots[position][1])
+            position += 1
+        if older and older[-1] < start:
+            older.pop()
+            front.pop()
+        elif not older and back and back[0][0] < start:
+            # Evicting from the newer stack: first move it into the older one, newest first.
+            for slot_start, partial in reversed(back):
+                front.append(partial if not front else partial.copy().merge(front[-1]))
+                older.append(slot_start)
+            back, back_total = [], None
+            older.pop()
+            front.pop()
+        if front and back_total is not None:
+            yield start, front[-1].copy().merge(back_total)
+        elif front:
+            yield start, front[-1]
+        elif back_total is not None:
+            yield start, back_total.copy()
+        start += period_ms
 
 
 def _flat(column: pa.ChunkedArray, dtype: type) -> tuple[np.ndarray, list[int]]:
