@@ -105,6 +105,11 @@ class Cursor:
         return skipped
 
     def unread(self, data: bytes) -> None:
+        size = len(data)
+        if size <= self._at and self._buf[self._at - size : self._at] == data:
+            self._at -= size  # just taken from the buffer: no copy of the rest of it
+            self.pos -= size
+            return
         self._buf = data + self._buf[self._at :]
         self._at = 0
         self.pos -= len(data)
