@@ -47,6 +47,8 @@ RANGE_BYTES = 64 << 20
 # keeping its payload, like any line inside one read); a longer one is never held whole.
 # Batches close at DEFAULT_BATCH_BYTES, so a batch holds only a few such lines.
 MAX_CARRIED_BYTES = 8 << 20
+# A batch of lines closes at this many bytes (or DEFAULT_BATCH lines, whichever comes first).
+BATCH_BYTES = DEFAULT_BATCH_BYTES
 # How much of a line too long to hold its dead letter keeps.
 PAYLOAD_PREFIX = 1024
 
@@ -101,7 +103,7 @@ class _ReadFile(beam.DoFn):
         # Large reads split in C are several times faster than iterating the file line by line.
         # Positions are 1-based line numbers (as editors show them) from the start of the file,
         # or from the range's first byte for a range that starts later ("path@byte:line").
-        batches = Batches(path if start == 0 else f"{path}@{start}", self._batch, first=1)
+        batches = Batches(path if start == 0 else f"{path}@{start}", self._batch, first=1, max_bytes=BATCH_BYTES)
         offset = 0  # absolute (decompressed) offset of tail[0]: the line being assembled
         tail = b""
         if start:

@@ -16,6 +16,9 @@ import orjson
 import pytest
 import zstandard
 
+import io_connectors.avro_blocks as avro_blocks
+import io_connectors.avro_files as avro_files
+import io_connectors.avro_safety as avro_safety
 import io_connectors.files as files
 from io_connectors.records import (
     RECORD_OVER_LIMIT,
@@ -347,3 +350,132 @@ def test_avro_inside_a_truncated_gzip_keeps_the_blocks_before_the_cut(tmp_path):
     records, [(position, failure)] = read(path, "avro")
     assert records == AVRO_RECORDS[: len(records)] and records
     assert position == f"{path}@compressed-byte:{len(gz) // 2}" and failure.kind == TRUNCATED_FILE
+
+
+# --- Hostile Avro and oversized batches: bounded memory, dead letters, reading goes on ---
+
+BOMB_FIELDS = [{"name": "event_time", "type": "long"}, {"name": "key", "type": "string"}]
+
+
+def hostile_container(schema: dict, record: bytes, count: int = 1) -> bytes:
+    """A valid header for `schema`, then one hand-made null-codec block of `count` records."""
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), [], sync_marker=b"S" * 16, codec="null")
+    return buf.getvalue() + avro_blocks.encode_long(count) + avro_blocks.encode_long(len(record)) + record + b"S" * 16
+
+
+def bomb(kind: str) -> bytes:
+    long, key = avro_blocks.encode_long(1767225600000), avro_blocks.encode_long(1) + b"k"
+    if kind == "null array":
+        schema = {"type": "record", "name": "E",
+                  "fields": [*BOMB_FIELDS, {"name": "pad", "type": {"type": "array", "items": "null"}}]}
+        return hostile_container(schema, long + key + avro_blocks.encode_long(4_000_000_000) + b"\0")
+    if kind == "record count":
+        schema = {"type": "record", "name": "E", "fields": [{"name": "event_time", "type": "null"}]}
+        return hostile_container(schema, b"", 100_000_000_000)
+    node = {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}
+    schema = {"type": "record", "name": "E", "fields": [*BOMB_FIELDS, {"name": "nest", "type": ["null", node]}]}
+    return hostile_container(schema, long + key + b"\2" * 5000 + b"\0")
+
+
+BOMB_REASONS = {
+    "null array": "its Avro writer schema 'E' has an array of null items (field 'pad' of 'E'), which lets a few "
+                  "bytes claim billions of items; such files are not read",
+    "record count": "its Avro writer schema 'E' encodes a whole record in zero bytes",
+    "deep nesting": "its Avro writer schema 'E' is recursive: type 'Node' can hold another 'Node'",
+}
+
+PEAK_SCRIPT = """
+import resource, sys
+import io_connectors.files as files
+batches = list(files._ReadFile("avro", 50_000).process((sys.argv[1], 0, None)))
+print(len(batches), [len(b.records) for b in batches])
+print(batches[0].records[0].reason)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(BOMB_REASONS))
+def test_avro_bombs_are_one_dead_letter_in_bounded_memory(tmp_path, kind):
+    """Each is a few hundred bytes that fastavro would turn into gigabytes (or a crash)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "e.avro"
+    path.write_bytes(bomb(kind))
+    assert path.stat().st_size < 6000
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True,
+                         timeout=120, cwd=files.__file__.rsplit("/io_connectors/", 1)[0])
+    assert out.returncode == 0, out.stderr
+    shape, reason, peak_mb = out.stdout.splitlines()
+    assert shape == "1 [1]"
+    assert reason.startswith(f"{path}: nothing in the file was read: {BOMB_REASONS[kind]}")
+    assert int(peak_mb) < 600
+
+
+def test_block_claiming_more_records_than_bytes_is_unreadable_and_the_next_block_is_read(tmp_path):
+    schema = {"type": "record", "name": "E", "fields": BOMB_FIELDS}
+    good = [{"event_time": i, "key": "k"} for i in range(3)]
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), good, sync_marker=b"S" * 16, codec="null")
+    data = buf.getvalue()
+    header_end = data.index(b"S" * 16) + 16
+    record = avro_blocks.encode_long(7) + avro_blocks.encode_long(1) + b"k"
+    liar = avro_blocks.encode_long(10**9) + avro_blocks.encode_long(len(record)) + record + b"S" * 16
+    path = tmp_path / "e.avro"
+    path.write_bytes(data[:header_end] + liar + data[header_end:])
+    records, [(position, failure)] = read(path, "avro")
+    assert records == good
+    assert position == f"{path}@byte:{header_end}"
+    assert (failure.kind, failure.records_lost) == (UNREADABLE_BLOCK, None)
+    claim = f"it claims {10**9} records in {len(record)} bytes, but every record of its schema takes at least 2 bytes"
+    assert claim in failure.reason and "how many records it held is unknown" in failure.reason
+
+
+def test_block_decompressing_past_the_cap_is_unreadable_without_being_held(monkeypatch, tmp_path):
+    monkeypatch.setattr(avro_blocks, "MAX_AVRO_BLOCK_BYTES", 1 << 20)
+    schema = {"type": "record", "name": "E", "fields": [{"name": "s", "type": "string"}]}
+    big = [{"s": "x" * (1 << 20)}]  # one block of just over 1 MiB, about 1 KiB deflated
+    small = [{"s": "y"}] * 5
+    buf = io.BytesIO()
+    writer = fastavro.write.Writer(buf, fastavro.parse_schema(schema), codec="deflate")
+    for rows in (small, big, small):
+        for row in rows:
+            writer.write(row)
+        writer.flush()
+    data = buf.getvalue()
+    blocks = list(fastavro.block_reader(io.BytesIO(data)))
+    assert [b.num_records for b in blocks] == [5, 1, 5] and blocks[1].size < 4096
+    path = tmp_path / "e.avro"
+    path.write_bytes(data)
+    records, [(position, failure)] = read(path, "avro")
+    assert records == small + small
+    assert position == f"{path}@byte:{blocks[1].offset}"
+    assert (failure.kind, failure.records_lost) == (UNREADABLE_BLOCK, 1)
+    assert f"it decompresses to more than {1 << 20} bytes, over the block limit" in failure.reason
+
+
+def test_records_of_one_large_block_are_decoded_lazily_into_bounded_batches(monkeypatch, tmp_path):
+    monkeypatch.setattr(avro_files, "AVRO_BATCH_MEMORY", 200_000)
+    data, [block] = avro_file("null", sync_interval=1 << 30)  # all 3000 records in one block
+    path = tmp_path / "e.avro"
+    path.write_bytes(data)
+    batches = list(files._ReadFile("avro", 1000).process((str(path), 0, None)))
+    assert [r for b in batches for r in b.records] == AVRO_RECORDS
+    sizes = [len(b.records) for b in batches]
+    # Each record is charged its share of the block's bytes times the schema's expansion bound.
+    expansion = avro_safety.check_schema(AVRO_SCHEMA).expansion
+    per_record = int(len(block.bytes_.getvalue()) * expansion) // len(AVRO_RECORDS)
+    assert max(sizes) == -(-200_000 // per_record) < 1000, sizes
+    assert [b.first_offset for b in batches] == [sum(sizes[:i]) for i in range(len(sizes))]
+
+
+def test_line_batches_close_by_bytes_as_well_as_by_count(monkeypatch):
+    monkeypatch.setattr(files, "READ_CHUNK", 1500)
+    monkeypatch.setattr(files, "BATCH_BYTES", 4000)
+    lines = [bytes([65 + i % 26]) * 999 for i in range(40)]
+    batches = list(files._ReadFile("json", 50_000)._lines("p", io.BytesIO(b"\n".join(lines) + b"\n")))
+    assert [r for b in batches for r in b.records] == lines
+    # A batch closes once it holds 4000 bytes; one read (1500 bytes + the line it ends in) can overshoot.
+    assert all(sum(map(len, b.records)) < 4000 + 1500 + 1000 for b in batches)
+    assert len(batches) >= 40 * 1000 // (4000 + 2500)
