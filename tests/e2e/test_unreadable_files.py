@@ -138,3 +138,114 @@ def test_gzip_cut_in_half_beside_a_good_file(tmp_path):
     assert letter["payload"] == prefix[prefix.rindex(b"\n") + 1:].decode()
     assert summary_value(summary, "records read") == f"{1500 + readable:,}"
     assert re.search(r"^unreadable\s+unknown  records in 1 truncated file$", summary, re.MULTILINE), summary
+
+
+# --- Hostile Avro containers and oversized lines: exit 0, one dead letter each, bounded memory ---
+
+PEAK_RUN = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print("peak_mb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+sys.exit(done.returncode)
+"""
+
+
+def run_measured(source: str, tmp_path: Path, *extra: str) -> tuple[str, list[dict], int]:
+    """Like run(), also returning the CLI's peak resident memory in MB."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.test_cli_end_to_end import REPO
+
+    args = [sys.executable, "-c", PEAK_RUN, sys.executable, "-m", "pipelines.run", "--source", source,
+            "--output", f"file://{tmp_path / 'out'}", "--dead_letter", f"file://{tmp_path / 'dlq'}", *extra]
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=320,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    summary, _, peak = result.stdout.rpartition("peak_mb ")
+    dead = [orjson.loads(line) for p in sorted((tmp_path / "dlq").rglob("*.jsonl"))
+            for line in p.read_bytes().splitlines()]
+    return summary, dead, int(peak)
+
+
+def avro_bomb(kind: str) -> bytes:
+    """A few hundred bytes that fastavro alone turns into gigabytes, or a crash."""
+    from io_connectors.avro_blocks import encode_long
+
+    fields = [dict(f) for f in AVRO_EVENT["fields"]]
+    if kind == "record count":
+        schema, records = {"type": "record", "name": "Event", "fields": [{"name": "event_time", "type": "null"}]}, []
+        block = encode_long(100_000_000_000) + encode_long(0)
+    else:
+        if kind == "null array":
+            fields.append({"name": "pad", "type": {"type": "array", "items": "null"}})
+            tail = encode_long(4_000_000_000) + b"\0"
+        else:
+            node = {"type": "record", "name": "Node", "fields": [{"name": "next", "type": ["null", "Node"]}]}
+            fields.append({"name": "nest", "type": ["null", node]})
+            tail = b"\2" * 5000 + b"\0"
+        schema, records = {"type": "record", "name": "Event", "fields": fields}, []
+        record = (encode_long(4) + b"evil" + encode_long(BASE_MS) + encode_long(9) + b"eu-west-1" + encode_long(2)
+                  + b"k0" + bytes(8) + tail)
+        block = encode_long(1) + encode_long(len(record)) + record
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), records, sync_marker=b"S" * 16, codec="null")
+    return buf.getvalue() + block + b"S" * 16
+
+
+@pytest.mark.parametrize(("kind", "why"), [
+    ("null array", "has an array of null items (field 'pad' of 'Event'), which lets a few bytes claim billions"),
+    ("record count", "encodes a whole record in zero bytes"),
+    ("deep nesting", "is recursive: type 'Node' can hold another 'Node'"),
+])
+def test_avro_bomb_beside_a_good_file_is_one_dead_letter(tmp_path, kind, why):
+    good = events(1000, seed=6)
+    (tmp_path / "in").mkdir()
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(AVRO_EVENT), good)
+    (tmp_path / "in" / "a.avro").write_bytes(buf.getvalue())
+    bad = tmp_path / "in" / "b.avro"
+    bad.write_bytes(avro_bomb(kind))
+    assert bad.stat().st_size < 6000
+    summary, dead, peak_mb = run_measured(f"file://{tmp_path / 'in'}/*", tmp_path, "--input_format", "avro")
+    check_against_expected(read_aggregates(tmp_path / "out", "jsonl"), expected_aggregates(good))
+    [letter] = dead
+    assert letter["source"] == f"{bad}@byte:0"
+    assert letter["error"].startswith(f"{bad}: nothing in the file was read: its Avro writer schema 'Event' {why}")
+    assert summary_value(summary, "records read") == "1,000"
+    assert peak_mb < 600
+
+
+def test_gzip_of_long_lines_reads_in_bounded_memory(tmp_path):
+    """40 lines of 8 MiB (2.6 MB gzipped) reach the decoder whole, a few per batch: each is a
+    dead letter with its full payload, and memory stays far below the 320 MiB they add up to
+    times the batch size."""
+    line = b"x" * (8 * 1024 * 1024 - 16)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    good = events(500, seed=7)
+    path = tmp_path / "e.jsonl.gz"
+    path.write_bytes(b"".join([compressor.compress(ndjson(good))]
+                              + [compressor.compress(line + b"\n") for _ in range(40)] + [compressor.flush()]))
+    summary, dead, peak_mb = run_measured(f"file://{path}", tmp_path)
+    check_against_expected(read_aggregates(tmp_path / "out", "jsonl"), expected_aggregates(good))
+    assert sorted(d["source"] for d in dead) == sorted(f"{path}:{501 + i}" for i in range(40))
+    assert {d["error"] for d in dead} == {f"record is {len(line)} bytes, over the 1048576-byte limit"}
+    assert all(d["payload"] == line.decode() for d in dead)
+    assert summary_value(summary, "records read") == "540"
+    assert peak_mb < 1000
+
+
+def test_refused_avro_schema_option_exits_2_before_any_work(tmp_path):
+    schema = tmp_path / "s.avsc"
+    schema.write_text(orjson.dumps({"type": "record", "name": "Event", "fields": [
+        *AVRO_EVENT["fields"], {"name": "pad", "type": {"type": "array", "items": "null"}}]}).decode())
+    source = tmp_path / "e.avro"
+    source.write_bytes(b"")
+    result = run_cli("--source", f"file://{source}", "--input_format", "avro", "--avro_schema", str(schema),
+                     "--output", f"file://{tmp_path / 'out'}")
+    assert result.returncode == 2
+    assert f"--avro_schema {str(schema)!r} is refused: schema 'Event' has an array of null items" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.jsonl"))
