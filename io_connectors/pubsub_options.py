@@ -75,6 +75,10 @@ class PubSubOptions(PipelineOptions):
 def publish_dead_letters(dead_letters: Any, options: PipelineOptions) -> Any:
     """Pipeline hook: publishes `dead_letters` to --pubsub_dead_letter_topic when it is set.
 
+    `dead_letters` is what add_analytics returns under "dead_letters": a PCollection, or a tuple
+    of them, of `dead_letter_lines` bytes (one batch's dead letters each); each dead letter
+    becomes one message.
+
     Returns the publish transform's output, or None when the option is not set (the Pub/Sub
     SDK is imported only then)."""
     topic = options.view_as(PubSubOptions).pubsub_dead_letter_topic

@@ -30,7 +30,14 @@ from transforms.aggregate import (
 from transforms.columnar import ColumnarDecoder, preaggregate_table, table_of
 from transforms.decode import Decoder
 from transforms.overflow import OverflowDeadLetters
-from transforms.sinks import NAMESPACE, AggregateFileWriter, WriteAggregates, WriteDeadLetters, shard_name
+from transforms.sinks import (
+    NAMESPACE,
+    AggregateFileWriter,
+    WriteAggregates,
+    WriteDeadLetters,
+    dead_letter_lines,
+    shard_name,
+)
 from transforms.windowing import WindowSpec, beam_window_fn, build_trigger, iso_utc, window_bounds_ms
 
 DEAD_LETTER = "dead_letter"
@@ -45,7 +52,8 @@ UNREADABLE_UNCOUNTED = "unreadable_uncounted"  # unreadable parts whose record c
 
 
 class DecodeAndPreAggregate(beam.DoFn):
-    """RawBatch -> pre-aggregated partials, plus dead letters.
+    """RawBatch -> pre-aggregated partials, plus dead letters (tagged DEAD_LETTER: per batch that has
+    any, one element of `dead_letter_lines` bytes).
 
     Non-merging windows: ((window_start_ms, window_end_ms, shard), {dims: Partial}).
     Sessions: ((session_start_ms, session_end_ms, dims), Partial), merged later per dims.
@@ -77,8 +85,10 @@ class DecodeAndPreAggregate(beam.DoFn):
                 self._dead.inc(len(dead))
                 # Only a batch with dead letters can hold a ReadFailure: the scan costs nothing otherwise.
                 unreadable = self._count_unreadable(batch)
-                for record in dead:
-                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
+                # One element per batch, already serialized: written as it comes (see WriteDeadLetters).
+                lines = dead_letter_lines(dead)
+                del dead  # the dicts are not needed while the lines are written
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, lines)
             events = len(columns)
         else:
             events = table.num_rows
@@ -274,8 +284,12 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> None:
     publish_dead_letters(outputs["dead_letters"], pipeline.options)
 
 
-def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, beam.PCollection]:
-    """The graph after the source (tests feed RawBatches here directly)."""
+def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, Any]:
+    """The graph after the source (tests feed RawBatches here directly).
+
+    Returns "aggregates" and "dead_letters": a tuple of PCollections (decode's and the overflow
+    check's) whose elements are `dead_letter_lines` bytes, one per batch; `dead_letter_records`
+    turns one back into dicts."""
     if config.dedupe_by:
         from transforms.dedupe import Dedupe
 
@@ -304,9 +318,12 @@ def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, bea
     overflows = (
         aggregates
         | "OverflowDeadLetters" >> beam.ParDo(OverflowDeadLetters(dims, windowed=config.streaming_path))
-        # Dead letters are written in the global window, wherever they come from.
+        # Dead letters are in the global window, wherever they come from.
         | "OverflowsInGlobalWindow" >> beam.WindowInto(GlobalWindows())
     )
-    dead_letters = (decoded[DEAD_LETTER], overflows) | "AllDeadLetters" >> beam.Flatten()
-    dead_letters | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter.path)
+    # Each written where it is made, without a Flatten: a local runner materializes a Flatten of
+    # two stages' outputs whole, which would hold every dead letter of the run in memory.
+    dead_letters = (decoded[DEAD_LETTER], overflows)
+    dead_letters[0] | "WriteDeadLetters" >> WriteDeadLetters(config.dead_letter.path)
+    dead_letters[1] | "WriteOverflowDeadLetters" >> WriteDeadLetters(config.dead_letter.path)
     return {"aggregates": aggregates, "dead_letters": dead_letters}

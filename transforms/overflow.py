@@ -14,7 +14,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.decode import dead_letter
 from transforms.formats import non_finite_text
-from transforms.sinks import NAMESPACE
+from transforms.sinks import NAMESPACE, dead_letter_lines
 from transforms.windowing import iso_utc, window_bounds_ms
 
 
@@ -32,18 +32,24 @@ class OverflowDeadLetters(beam.DoFn):
     """Dead letters for the overflowing groups of window shards or of aggregate records.
 
     Takes ((start_ms, end_ms, shard), Groups) (bounded), (shard, Groups) in a Beam window
-    (`windowed`, streaming) or aggregate record dicts (sessions)."""
+    (`windowed`, streaming) or aggregate record dicts (sessions). Yields, per element with any,
+    one `dead_letter_lines` element: the form WriteDeadLetters writes."""
 
     def __init__(self, dimensions: Sequence[str], windowed: bool) -> None:
         self._dims = tuple(dimensions)
         self._windowed = windowed
         self._dead = Metrics.counter(NAMESPACE, "dead_letters")
 
-    def process(self, element: Any, window: Any = beam.DoFn.WindowParam) -> Iterator[dict[str, Any]]:  # noqa: ANN401
+    def process(self, element: Any, window: Any = beam.DoFn.WindowParam) -> Iterator[bytes]:  # noqa: ANN401
+        dead = list(self._dead_letters(element, window))
+        if dead:
+            self._dead.inc(len(dead))
+            yield dead_letter_lines(dead)
+
+    def _dead_letters(self, element: Any, window: Any) -> Iterator[dict[str, Any]]:  # noqa: ANN401
         if isinstance(element, dict):
             if not math.isfinite(element["sum"]):
                 group = {name: element[name] for name in ("window_start", "window_end", *self._dims, "count")}
-                self._dead.inc()
                 yield overflow_dead_letter(group, element["sum"], element["min"], element["max"])
             return
         key, groups = element
@@ -53,5 +59,4 @@ class OverflowDeadLetters(beam.DoFn):
                 group = {"window_start": iso_utc(start_ms), "window_end": iso_utc(end_ms)}
                 group.update(zip(self._dims, dims, strict=True))
                 group["count"] = partial.count
-                self._dead.inc()
                 yield overflow_dead_letter(group, partial.total, partial.vmin, partial.vmax)

@@ -38,7 +38,6 @@ from transforms.sink_options import gcs_emulator_host, s3_client
 
 NAMESPACE = "analytics"
 OBJECT_STORE_SCHEMES = ("s3", "gs", "azfs")
-DEAD_LETTER_SHARDS = 4
 
 Writer = Callable[[str, bytes, str], None]
 
@@ -269,13 +268,26 @@ def _dead_letter_line(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
-def _dead_letter_shard(line: bytes) -> int:
-    # A stable hash (not Python's salted hash()), so every run shards the same way.
-    return int.from_bytes(hashlib.sha256(line).digest()[:4], "big") % DEAD_LETTER_SHARDS
+def dead_letter_lines(records: Iterable[dict[str, Any]]) -> bytes:
+    """One batch's dead letters as the bytes of their file: JSON lines with sorted keys, the lines
+    sorted, so the same dead letters give the same bytes (and file name) in whatever order they came."""
+    return b"".join(sorted(map(_dead_letter_line, records)))
 
 
-class _WriteDeadLetters(beam.DoFn):
-    """Writes JSON lines as `part-<digest>.jsonl`: one file per group (bounded) or bundle (streaming)."""
+def dead_letter_records(lines: bytes) -> Iterator[dict[str, Any]]:
+    """The dead-letter dicts of `dead_letter_lines` bytes, one by one."""
+    # orjson escapes every control character inside strings, so a newline byte only ends a line.
+    start = 0
+    while start < len(lines):
+        end = lines.find(b"\n", start)
+        end = len(lines) if end < 0 else end
+        if end > start:
+            yield orjson.loads(lines[start:end])
+        start = end + 1
+
+
+class _WriteDeadLetterLines(beam.DoFn):
+    """Writes each element (one batch's `dead_letter_lines`) as `part-<digest>.jsonl`, straight away."""
 
     def __init__(self, base: str) -> None:
         self._base = base.rstrip("/")
@@ -284,51 +296,30 @@ class _WriteDeadLetters(beam.DoFn):
     def setup(self) -> None:
         self._write = guarded(self._base, object_writer(_scheme(self._base)))
 
-    def write_lines(self, lines: list[bytes]) -> None:
+    def process(self, lines: bytes) -> None:
+        if not isinstance(lines, bytes):
+            raise TypeError(
+                f"WriteDeadLetters takes the bytes of dead_letter_lines(records), one element per batch, "
+                f"not {type(lines).__name__}: serialize each batch's dead-letter dicts with dead_letter_lines"
+            )
         if not lines:
             return
-        data = b"".join(sorted(lines))
-        self._write(f"{self._base}/part-{_digest(data)}.jsonl", data, MIME_TYPES["jsonl"])
-        self._count.inc(len(lines))
-
-
-class _WriteDeadLetterGroups(_WriteDeadLetters):
-    def process(self, element: tuple[int, Iterable[bytes]]) -> None:
-        self.write_lines(list(element[1]))
-
-
-class _WriteDeadLettersPerBundle(_WriteDeadLetters):
-    def start_bundle(self) -> None:
-        self._pending: list[bytes] = []
-
-    def process(self, line: bytes) -> None:
-        self._pending.append(line)
-
-    def finish_bundle(self) -> None:
-        self.write_lines(self._pending)
-        self._pending = []
+        self._write(f"{self._base}/part-{_digest(lines)}.jsonl", lines, MIME_TYPES["jsonl"])
+        self._count.inc(lines.count(b"\n"))
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Writes dead-letter dicts as JSON lines, in files named by their content digest.
+    """Writes dead letters, each element one batch's `dead_letter_lines`, to `part-<digest>.jsonl`.
 
-    Bounded input is grouped into a fixed number of shards by a stable hash, so a re-run writes
-    the same files whatever the bundling; unbounded input (or `streaming=True`) is written one
-    file per bundle, since a global-window grouping of an unbounded input would never fire."""
+    Each element is written as it comes, with no grouping, so memory holds one batch's dead
+    letters at most, whatever their total. The name is the digest of the bytes, and a source
+    batch is deterministic (same file, range and batch size give the same batch), so a re-run or
+    a retried bundle rewrites the same names with the same bytes; bounded and unbounded input
+    take the same path."""
 
-    def __init__(self, base: str, streaming: bool | None = None) -> None:
+    def __init__(self, base: str) -> None:
         super().__init__()
         self._base = base
-        self._streaming = streaming
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        lines = records | "ToJsonLines" >> beam.Map(_dead_letter_line)
-        streaming = self._streaming if self._streaming is not None else not records.is_bounded
-        if streaming:
-            return lines | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLettersPerBundle(self._base))
-        return (
-            lines
-            | "KeyByShard" >> beam.Map(lambda line: (_dead_letter_shard(line), line))
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLetterGroups(self._base))
-        )
+    def expand(self, lines: beam.PCollection) -> beam.PCollection:
+        return lines | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLetterLines(self._base))
