@@ -101,15 +101,69 @@ def test_panes_get_their_own_files(tmp_path: Path) -> None:
     assert [n.split("-")[3:5] for n in names] == [["EARLY", "0"], ["ON_TIME", "1"]]
 
 
-def test_dead_letters_are_sharded_stably(tmp_path: Path) -> None:
-    dead = [{"error": "bad json", "payload": f"{{x{i}", "source": f"f:{i}"} for i in range(50)]
-    for order in (dead, list(reversed(dead))):
-        with BeamTestPipeline() as p:
-            _ = p | beam.Create(order) | WriteDeadLetters(str(tmp_path))
-    files = _files(tmp_path)
-    assert 1 <= len(files) <= sinks.DEAD_LETTER_SHARDS
-    lines = [json.loads(line) for data in files.values() for line in data.splitlines()]
-    assert sorted(d["source"] for d in lines) == sorted(d["source"] for d in dead)
+def _dead_batches() -> list[list[dict]]:
+    """Five batches of dead letters, with payloads that test the line framing (newlines, CR,
+    U+2028, NUL, non-ASCII)."""
+    tricky = ["a\nb", "c\r\nd", "e\u2028f", "nul\x00", "ü€𝄞", ""]
+    batches = [
+        [
+            {"error": f"bad json {b}", "payload": f"{{x{i}{tricky[i % len(tricky)]}", "source": f"f{b}:{i}"}
+            for i in range(40)
+        ]
+        for b in range(4)
+    ]
+    batches.append([{"error": "overflow", "source": "aggregate:2026-01-01T00:00:00Z", "payload": "{}", "n": 1}])
+    return batches
+
+
+def _write_dead(elements: list[bytes], out: Path, reshuffle: bool = False) -> None:
+    with BeamTestPipeline() as p:
+        lines = p | beam.Create(elements)
+        if reshuffle:
+            lines = lines | beam.Reshuffle()
+        _ = lines | WriteDeadLetters(str(out))
+
+
+DEAD_NAME = re.compile(r"^part-[0-9a-f]{32}\.jsonl$")
+
+
+def test_dead_letter_lines_round_trip_whatever_the_payload() -> None:
+    for batch in _dead_batches():
+        data = sinks.dead_letter_lines(batch)
+        assert data.count(b"\n") == len(batch) and data.endswith(b"\n")
+        key = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731
+        assert sorted(sinks.dead_letter_records(data), key=key) == sorted(batch, key=key)
+    assert sinks.dead_letter_lines([]) == b"" and list(sinks.dead_letter_records(b"")) == []
+
+
+def test_dead_letter_files_are_idempotent_whatever_the_order_and_bundling(tmp_path: Path) -> None:
+    """One file per batch, named by the digest of its bytes: the records' order within a batch,
+    the batches' order, bundling and a retried (repeated) batch change neither names nor bytes."""
+    batches = _dead_batches()
+    first = tmp_path / "first"
+    _write_dead([sinks.dead_letter_lines(b) for b in batches], first)
+    files = _files(first)
+    assert len(files) == len(batches) and all(DEAD_NAME.match(name) for name in files), list(files)
+    written = sorted(line for data in files.values() for line in data.splitlines())
+    assert written == sorted(line for b in batches for line in sinks.dead_letter_lines(b).splitlines())
+
+    rng = random.Random(7)
+    shuffled = [rng.sample(b, len(b)) for b in reversed(batches)]
+    again = [sinks.dead_letter_lines(b) for b in shuffled]
+    second = tmp_path / "second"
+    _write_dead(again + again[:2], second, reshuffle=True)  # two batches delivered twice
+    assert _files(second) == files
+    _write_dead(again, first)  # a re-run into the same directory adds nothing
+    assert _files(first) == files
+
+
+def test_dead_letter_writer_refuses_dicts_saying_what_it_takes(tmp_path: Path) -> None:
+    writer = sinks._WriteDeadLetterLines(str(tmp_path))
+    writer.setup()
+    with pytest.raises(TypeError, match="dead_letter_lines"):
+        writer.process({"error": "x", "source": "s"})
+    writer.process(b"")  # an empty batch writes nothing
+    assert _files(tmp_path) == {}
 
 
 class FakeStore:
