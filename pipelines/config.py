@@ -192,10 +192,10 @@ def build_config(options: PipelineOptions) -> JobConfig:
         raise ConfigError(f"--max_read_time {opts.max_read_time} must be a positive number of seconds.")
     if opts.dedupe_max_ids < 1:
         raise ConfigError(f"--dedupe_max_ids {opts.dedupe_max_ids} must be at least 1.")
-    streaming = bool(options.view_as(StandardOptions).streaming)
-    _check_bounded(options, source, streaming or opts.early_firing is not None)
     if opts.resume:
         _check_resume(options, source)
+    streaming = bool(options.view_as(StandardOptions).streaming)
+    _check_bounded(options, source, streaming or opts.early_firing is not None)
     avro_schema = _load_avro_schema(opts.avro_schema)
     try:
         # Refuse, before anything starts, a source or sink outside the jurisdiction (--jurisdiction).
