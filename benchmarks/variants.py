@@ -142,7 +142,8 @@ def run_pipeline(path: str, fmt: str, out: Path, extra: list[str]) -> int:
     """The pipeline exactly as the CLI builds it."""
     from pipelines.run import main
 
-    code = main(["--source", f"file://{path}", "--input_format", fmt, "--output", str(out), *extra])
+    source = Path(path).resolve().as_uri()  # file:// plus an absolute path (a relative one reads as a host)
+    code = main(["--source", source, "--input_format", fmt, "--output", str(out), *extra])
     if code:
         raise SystemExit(code)
     return -1
