@@ -72,17 +72,22 @@ def arrow_schema(dimensions: Sequence[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _json_line(record: dict[str, Any]) -> bytes:
+def _json_lines(records: Sequence[dict[str, Any]]) -> bytes:
+    data = b"".join(orjson.dumps(r) + b"\n" for r in records)
     # Only an overflowing sum (and the mean made of it) can be non-finite. JSON has no literal
-    # for them and orjson would write null, which a reader cannot tell from a missing value:
-    # write the strings Athena, BigQuery and Spark read back as doubles.
-    total = record.get("sum")
-    if isinstance(total, float) and not math.isfinite(total):
-        record = {
-            name: (non_finite_text(value) if isinstance(value, float) and not math.isfinite(value) else value)
-            for name, value in record.items()
-        }
-    return orjson.dumps(record) + b"\n"
+    # for them and orjson writes null, which a reader cannot tell from a missing value: write
+    # the strings Athena, BigQuery and Spark read back as doubles. Nothing else is ever null,
+    # so a file without "null" (a dimension may hold the text: then only time is lost) is done.
+    if b"null" not in data:
+        return data
+    return b"".join(orjson.dumps(_finite_or_text(r)) + b"\n" for r in records)
+
+
+def _finite_or_text(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: (non_finite_text(value) if isinstance(value, float) and not math.isfinite(value) else value)
+        for name, value in record.items()
+    }
 
 
 def non_finite_text(value: float) -> str:
@@ -94,7 +99,7 @@ def non_finite_text(value: float) -> str:
 def encode(records: Sequence[dict[str, Any]], output_format: str, dimensions: Sequence[str]) -> bytes:
     """Serialize records (already in a deterministic order) to one file's bytes."""
     if output_format == "jsonl":
-        return b"".join(_json_line(r) for r in records)
+        return _json_lines(records)
     buffer = io.BytesIO()
     if output_format == "parquet":
         table = pa.Table.from_pylist(list(records), schema=arrow_schema(dimensions))

@@ -179,9 +179,14 @@ class AggregateFileWriter:
     def write_group(self, records: Iterable[dict[str, Any]], shard: str | None = None) -> list[str]:
         """Writes the records of one (window, pane[, shard]); files are named by `shard` when the
         caller guarantees one group per (window, pane, shard), else by a digest of the content."""
-        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Encode each distinct (window, region) once, not once per record: a window holds many groups.
+        by_values: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+        has_region = "region" in self._dims
         for record in records:
-            by_partition[partition_of(record, self._dims)].append(record)
+            by_values[(record["window_start"], record["region"] if has_region else None)].append(record)
+        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for rows in by_values.values():
+            by_partition[partition_of(rows[0], self._dims)].extend(rows)
         written = []
         for partition, rows in sorted(by_partition.items()):
             rows.sort(key=lambda r: tuple(r[d] for d in self._dims))
