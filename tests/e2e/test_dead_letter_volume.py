@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.reliability.helpers import (
-    REPO,
     assert_same_aggregates,
     encode,
     expected_aggregates,
     final_aggregates,
     good_events,
     read_panes,
+    run_cli_measuring_peak,
 )
 
 BLANK_LINES = 2_000_000
@@ -29,16 +26,6 @@ GOOD_EVERY = 1_000  # a good event after every 1,000 blank lines: most batches h
 BATCH_RECORDS = 50_000  # the file reader's largest batch
 PEAK_MB_BOUND = 600  # measured here: about 300 MB; grouping every dead letter took about 1.2 GB
 
-# Runs the CLI as a child and prints its peak resident memory (ru_maxrss of the children is the
-# child's own high-water mark; this wrapper never grows beyond a bare interpreter).
-MEASURED_RUN = """
-import resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=600)
-sys.stdout.write(done.stdout)
-sys.stderr.write(done.stderr)
-print("peak_mb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
-sys.exit(done.returncode)
-"""
 
 
 def _input(path: Path) -> tuple[list[dict], bytearray]:
@@ -66,14 +53,9 @@ def test_two_million_blank_lines_are_dead_letters_in_bounded_memory(tmp_path: Pa
     events, blank = _input(source)
     assert source.stat().st_size < 100_000  # a few kilobytes of input
     out, dlq = tmp_path / "out", tmp_path / "dlq"
-    argv = [sys.executable, "-m", "pipelines.run", "--source", f"file://{source}",
-            "--output", f"file://{out}", "--dead_letter", f"file://{dlq}"]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-c", MEASURED_RUN, *argv],
-        cwd=REPO, capture_output=True, text=True, timeout=660, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    summary, _, peak = done.stdout.rpartition("peak_mb ")
+    summary, peak = run_cli_measuring_peak(
+        "--source", f"file://{source}", "--output", f"file://{out}", "--dead_letter", f"file://{dlq}", timeout=660
+    )
 
     assert _summary_count(summary, "dead letters") == BLANK_LINES
     assert _summary_count(summary, "events decoded") == len(events)

@@ -23,6 +23,7 @@ from tests.e2e.test_cli_end_to_end import (
     read_aggregates,
     run_cli,
 )
+from tests.reliability.helpers import run_cli_measuring_peak
 
 
 def events(n: int, seed: int) -> list[dict]:
@@ -142,33 +143,17 @@ def test_gzip_cut_in_half_beside_a_good_file(tmp_path):
 
 # --- Hostile Avro containers and oversized lines: exit 0, one dead letter each, bounded memory ---
 
-PEAK_RUN = """
-import resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300)
-sys.stdout.write(done.stdout)
-sys.stderr.write(done.stderr)
-print("peak_mb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
-sys.exit(done.returncode)
-"""
 
 
 def run_measured(source: str, tmp_path: Path, *extra: str) -> tuple[str, list[dict], int]:
     """Like run(), also returning the CLI's peak resident memory in MB."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.e2e.test_cli_end_to_end import REPO
-
-    args = [sys.executable, "-c", PEAK_RUN, sys.executable, "-m", "pipelines.run", "--source", source,
-            "--output", f"file://{tmp_path / 'out'}", "--dead_letter", f"file://{tmp_path / 'dlq'}", *extra]
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=320,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr
-    summary, _, peak = result.stdout.rpartition("peak_mb ")
+    summary, peak = run_cli_measuring_peak(
+        "--source", source, "--output", f"file://{tmp_path / 'out'}", "--dead_letter", f"file://{tmp_path / 'dlq'}",
+        *extra, timeout=320,
+    )
     dead = [orjson.loads(line) for p in sorted((tmp_path / "dlq").rglob("*.jsonl"))
             for line in p.read_bytes().splitlines()]
-    return summary, dead, int(peak)
+    return summary, dead, peak
 
 
 def avro_bomb(kind: str) -> bytes:

@@ -160,6 +160,29 @@ def run_cli(env: dict, *argv: str, timeout: float = 240, check: bool = True) -> 
     return done
 
 
+# Runs the CLI as a child and prints its peak resident memory: ru_maxrss of the children is the
+# child's own high-water mark, and this wrapper never grows beyond a bare interpreter.
+_PEAK_RUN = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print("peak_mb", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+sys.exit(done.returncode)
+"""
+
+
+def run_cli_measuring_peak(*argv: str, timeout: float = 600) -> tuple[str, int]:
+    """`python -m pipelines.run ARGV` (exit 0 asserted): its stdout and its peak RSS in MB."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RUN, sys.executable, "-m", "pipelines.run", *argv],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    stdout, _, peak = done.stdout.rpartition("peak_mb ")
+    return stdout, int(peak)
+
+
 def write_lines(path: Path, records: Iterable[bytes]) -> Path:
     path.write_bytes(b"".join(r + b"\n" for r in records))
     return path
