@@ -8,6 +8,7 @@ take an already-built client: the DoFns build clients in setup(), never in const
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ def parse_target(spec: SourceSpec, **settings: Any) -> EventHubsTarget:
             f"--source {spec.shown!r} must name a namespace and an event hub: eventhubs://NAMESPACE/HUB?consumer_group=G."
         )
     group = spec.param("consumer_group") or DEFAULT_CONSUMER_GROUP
+    timeout = settings.get("connect_timeout_s")
+    # The Kafka client takes a negative or infinite timeout as "wait forever".
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= 3600):
+        raise UriError(f"--eventhubs_connect_timeout {timeout} must be a positive number of seconds up to 3600.")
     return EventHubsTarget(namespace=namespace, hub=hub, consumer_group=group, **settings)
 
 

@@ -7,7 +7,9 @@ Beam, so that `python -m pipelines.run --help` lists them even where boto3 is mi
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -91,10 +93,17 @@ class KinesisOptions(PipelineOptions):
                         f"--kinesis_start_timestamp {self.kinesis_start_timestamp!r} is neither epoch millis "
                         "nor ISO-8601 (e.g. 2026-01-01T00:00:00Z)"
                     )
-        if self.kinesis_poll_interval is not None and self.kinesis_poll_interval <= 0:
-            problems.append(f"--kinesis_poll_interval {self.kinesis_poll_interval} must be positive seconds")
-        if self.kinesis_discovery_interval is not None and self.kinesis_discovery_interval <= 0:
-            problems.append(f"--kinesis_discovery_interval {self.kinesis_discovery_interval} must be positive seconds")
+        for option, value, most in (
+            ("--kinesis_poll_interval", self.kinesis_poll_interval, 3600),
+            ("--kinesis_discovery_interval", self.kinesis_discovery_interval, 86400),
+        ):
+            if value is not None and not (math.isfinite(value) and 0 < value <= most):
+                problems.append(f"{option} {value} must be a positive number of seconds up to {most}")
+        if self.kinesis_endpoint_url and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.kinesis_endpoint_url):
+            problems.append(
+                f"--kinesis_endpoint_url {self.kinesis_endpoint_url!r} is not an http(s) URL; "
+                "write it like http://127.0.0.1:4567"
+            )
         return problems
 
     def endpoint_url(self) -> str | None:

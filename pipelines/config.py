@@ -21,7 +21,7 @@ from transforms.columnar import INTERNAL_COLUMNS
 from transforms.decode import EventSchema
 from transforms.sink_options import SinkOptionError, SinkOptions, check_local_sink, check_sink_options
 from transforms.sovereignty import SovereigntyError, enforce_jurisdiction
-from transforms.windowing import WindowSpec, WindowSpecError, parse_window
+from transforms.windowing import MAX_WINDOW_S, WindowSpec, WindowSpecError, parse_window
 
 
 class ConfigError(ValueError):
@@ -182,8 +182,15 @@ def build_config(options: PipelineOptions) -> JobConfig:
         raise ConfigError(f"--max_read_time {opts.max_read_time} is not a finite number; give a number of seconds.")
     if opts.allowed_lateness < 0:
         raise ConfigError(f"--allowed_lateness {opts.allowed_lateness} is negative; give 0 or more seconds.")
-    if opts.early_firing is not None and opts.early_firing <= 0:
-        raise ConfigError(f"--early_firing {opts.early_firing} must be a positive number of seconds.")
+    if opts.allowed_lateness > MAX_WINDOW_S:
+        raise ConfigError(
+            f"--allowed_lateness {opts.allowed_lateness:g} is over the limit of {MAX_WINDOW_S} s (366 days), "
+            "the state a window would be kept for; give fewer seconds."
+        )
+    if opts.early_firing is not None and not 0 < opts.early_firing <= MAX_WINDOW_S:
+        raise ConfigError(
+            f"--early_firing {opts.early_firing} must be a positive number of seconds up to {MAX_WINDOW_S} (366 days)."
+        )
     if opts.window_shards < 1:
         raise ConfigError(f"--window_shards {opts.window_shards} must be at least 1.")
     if opts.max_records is not None and opts.max_records <= 0:

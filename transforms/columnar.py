@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from array import array
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
@@ -63,6 +64,8 @@ _NUMBER_CHAR = np.zeros(256, bool)
 _NUMBER_CHAR[list(b"0123456789.+-eE")] = True
 _NUMBER_START = np.zeros(256, bool)
 _NUMBER_START[list(b":,[ \t\r")] = True
+# A NaN or Inf token where a JSON value may start (a superset: whitespace of any kind, either sign).
+_NON_FINITE_TOKEN = re.compile(rb"[:,\[]\s*[-+]?(?:NaN|Inf)")
 # The longest number-like token scanned back over; longer ones send the batch to the row path.
 _MAX_TOKEN = 1100
 
@@ -258,9 +261,10 @@ def _json_lines_agree(data: bytes, count: int, scratch: _Scratch) -> bool:
             return False
     if data[:1] != b"{" or data[-1:] != b"}":
         return False
-    for token, word in ((b"N", b"NaN"), (b"I", b"Infinity")):  # memchr first: capitals are rare
-        if data.find(token) >= 0 and data.find(word) >= 0:
-            return False
+    # Arrow reads NaN, Inf and Infinity (a minus may precede them) as values; orjson none. The
+    # plain searches come first, so that the pattern only runs where the text occurs at all.
+    if (data.find(b"NaN") >= 0 or data.find(b"Inf") >= 0) and _NON_FINITE_TOKEN.search(data):
+        return False
     if data.find(b"\\") >= 0 and (data.find(b"\\ud") >= 0 or data.find(b"\\uD") >= 0):
         return False
     scratch.fit(len(data))

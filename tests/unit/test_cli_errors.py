@@ -33,6 +33,14 @@ REPO = Path(__file__).resolve().parents[2]
         (["--source", "eventhubs://ns/hub?consumer_group=g"], "is a stream with no end"),
         (["--source", "kinesis://s?region=us-east-1"], "--max_read_time or --kinesis_read_to_latest"),
         (["--source", "pubsub://projects/p/subscriptions/s"], "--pubsub_stop_when_idle, or add --streaming"),
+        (["--streaming", "--allowed_lateness", "1e16"], "over the limit of 31622400 s"),
+        (["--early_firing", "99999999999999999999"], "must be a positive number of seconds up to 31622400"),
+        (["--source", "eventhubs://ns/hub", "--max_records", "5", "--eventhubs_connect_timeout", "-1"],
+         "--eventhubs_connect_timeout -1.0 must be a positive number of seconds"),
+        (["--source", "kinesis://s?region=us-east-1", "--max_records", "5", "--kinesis_poll_interval", "nan"],
+         "--kinesis_poll_interval nan must be a positive number of seconds up to 3600"),
+        (["--source", "kinesis://s?region=us-east-1", "--max_records", "5", "--kinesis_endpoint_url", "not a url"],
+         "is not an http(s) URL"),
     ],
 )
 def test_bad_values_exit_2_with_one_sentence(args, message, capsys, tmp_path):

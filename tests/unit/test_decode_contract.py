@@ -70,6 +70,10 @@ FIELDS = LINE[1:-1]
         (b"\xef\xbb\xbf" + LINE, "invalid JSON"),  # UTF-8 BOM
         (b'{"pad": NaN, ' + FIELDS + b"}", "invalid JSON"),
         (b'{"pad": -Infinity, ' + FIELDS + b"}", "invalid JSON"),
+        (b'{"pad": Inf, ' + FIELDS + b"}", "invalid JSON"),  # Arrow reads Inf too
+        (b'{"pad": [1,\t-Inf], ' + FIELDS + b"}", "invalid JSON"),
+        (LINE.replace(b'"eu"', b'"Info: NaN, Inf"'), None),  # the words inside a string are data
+
         (b'{"pad": "\xff", ' + FIELDS + b"}", "invalid JSON"),  # invalid UTF-8 in an ignored field
         (b'{"region": "\xff\xfe", ' + FIELDS.replace(b'"region":"eu",', b"") + b"}", "invalid JSON"),
         (b'{"pad": ' + b"[" * 1100 + b"]" * 1100 + b", " + FIELDS + b"}", "invalid JSON"),  # depth
