@@ -36,6 +36,8 @@ _PRIMITIVES: dict[str, tuple[int, float]] = {  # name: (minimum encoded bytes, m
     "bytes": (1, 12.0),  # (33 + n) / (n + 1) for n >= 2
 }
 _NAMED = ("record", "error", "enum", "fixed")
+# The longest decimal decoded: 32 bytes hold 76 digits (38, the usual maximum precision, needs 16).
+MAX_DECIMAL_BYTES = 32
 # A logical type (datetime, Decimal, UUID, date) is one more object per value.
 _LOGICAL_OBJECT = 128
 _LIST_HEADER = 56
@@ -155,6 +157,15 @@ class _Walker:
         else:
             info = self._reference(kind, namespace, where)
         if "logicalType" in schema:
+            if schema["logicalType"] == "decimal" and not (kind == "fixed" and schema["size"] <= MAX_DECIMAL_BYTES):
+                # fastavro turns every decimal into a Python Decimal, in time quadratic in its length,
+                # and bytes have no bound: a few KiB of input would hold the run for hours.
+                raise UnsafeAvroSchema(
+                    f"schema {self.top} has a decimal at {where} that is not a fixed of at most {MAX_DECIMAL_BYTES} "
+                    "bytes: decoding a long decimal takes time quadratic in its length, so a few kilobytes could "
+                    f"stall the run; such files are not read: write it as a fixed of at most {MAX_DECIMAL_BYTES} "
+                    "bytes, a string or a double"
+                )
             info = _Info(info.min_bytes, info.per_byte, info.fixed + _LOGICAL_OBJECT, info.zero_byte)
         return info
 

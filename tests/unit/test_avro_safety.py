@@ -51,6 +51,12 @@ REFUSED = {
         {"name": "x", "type": "long"}, {"name": "kids", "type": {"type": "array", "items": "a.b.T"}}]},
         "is recursive: type 'a.b.T'"),
     "undefined name": (record({"name": "x", "type": "Missing"}), "names type 'Missing', which it does not define"),
+    # fastavro decodes a decimal in time quadratic in its length: bytes have no bound.
+    "bytes decimal": (record({"name": "d", "type": {"type": "bytes", "logicalType": "decimal", "precision": 4}}),
+                      "has a decimal at field 'd' of 'E' that is not a fixed of at most 32 bytes"),
+    "long fixed decimal": (record({"name": "d", "type": {"type": "fixed", "name": "D", "size": 1000,
+                                                         "logicalType": "decimal", "precision": 38}}),
+                           "has a decimal at field 'd'"),
 }
 
 
@@ -85,6 +91,8 @@ def test_deep_schemas_are_refused():
         record({"name": "maybe", "type": ["null", ZERO_RECORD]}),  # a union index takes a byte
         record({"name": "f", "type": {"type": "fixed", "name": "F", "size": 0}}),  # not in an array
         record({"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"}}),
+        record({"name": "d", "type": {"type": "fixed", "name": "D", "size": 16, "logicalType": "decimal",
+                                      "precision": 38, "scale": 2}}),
         # A named type used twice is not recursion.
         record({"name": "a", "type": {"type": "fixed", "name": "F", "size": 4}}, {"name": "b", "type": "F"}),
     ],
