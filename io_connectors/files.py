@@ -23,8 +23,7 @@ from io_connectors.avro_blocks import AVRO_SYNC_SIZE, MAX_AVRO_BLOCK_BYTES, MAX_
 from io_connectors.avro_files import AvroFileReader
 from io_connectors.decompress import DecompressedReader, StreamBroken
 from io_connectors.file_batches import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, Batches, stream_failure
-from io_connectors.records import RECORD_OVER_LIMIT, RawBatch, ReadFailure
-from transforms.decode import MAX_RECORD_BYTES
+from io_connectors.records import MAX_RECORD_BYTES, RECORD_OVER_LIMIT, RawBatch, ReadFailure
 
 __all__ = [
     "AVRO_SYNC_SIZE",

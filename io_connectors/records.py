@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Sequence
 
+# Larger records are refused rather than parsed (the decoder dead-letters them): a single
+# runaway record must not stall a batch. Readers use it to bound what they carry.
+MAX_RECORD_BYTES = 1 << 20
+
 
 class RawBatch(NamedTuple):
     """A batch of undecoded records from one source partition.

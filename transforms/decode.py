@@ -21,7 +21,7 @@ import orjson
 
 from io_connectors.avro_blocks import container_record
 from io_connectors.avro_safety import UnsafeAvroSchema, schema_problem
-from io_connectors.records import RawBatch, ReadFailure
+from io_connectors.records import MAX_RECORD_BYTES, RawBatch, ReadFailure
 from io_connectors.timestamps import to_epoch_millis
 
 # Accepted event times: [1970-01-01, 2100-01-01) UTC. Anything outside is a dead letter.
@@ -39,8 +39,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 # Longer digit strings are far outside any unit's range; int() of them is needlessly slow.
 _MAX_TIME_DIGITS = 30
-# Larger records are refused rather than parsed: a single runaway record must not stall a batch.
-MAX_RECORD_BYTES = 1 << 20
 AVRO_CONTAINER_MAGIC = b"Obj\x01"
 _UNCHECKED = object()
 

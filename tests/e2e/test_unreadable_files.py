@@ -15,7 +15,7 @@ import fastavro
 import orjson
 import pytest
 
-from tests.e2e.test_cli_end_to_end import (
+from tests.e2e.helpers import (
     AVRO_EVENT,
     BASE_MS,
     check_against_expected,
