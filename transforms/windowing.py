@@ -145,17 +145,6 @@ class PartialSessions(beam_window.Sessions):
         (start_ms, end_ms, _), _ = context.element
         return [interval_window(start_ms, end_ms)]
 
-    # Sessions travels to the runner as the standard session URN, which the worker turns back
-    # into plain Sessions: [timestamp, timestamp + gap), losing the proto-session's real end.
-    # Travel pickled instead, as any custom WindowFn does.
-    to_runner_api_parameter = beam_window.WindowFn.to_runner_api_parameter
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is PartialSessions and self.gap_size == other.gap_size
-
-    def __hash__(self) -> int:
-        return hash((PartialSessions, self.gap_size))
-
 
 def beam_window_fn(spec: WindowSpec) -> beam_window.WindowFn:
     if spec.merging:

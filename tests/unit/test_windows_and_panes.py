@@ -147,21 +147,3 @@ def test_streaming_path_matches_bounded_path(tmp_path, window):
     )
     streamed = streaming_run(tmp_path, stream, "--window", window)
     assert summary(streamed) == summary(bounded)
-
-
-def test_streaming_sessions_keep_their_real_end(tmp_path):
-    """A proto-session spans from its first event to its last event + gap; the streaming path must
-    keep that end (plain Sessions would cut it to first event + gap), so a later batch's events
-    within the gap of the last one join the same session."""
-    first = [event(t * 1_000, 1.0) for t in range(0, 20)]  # 0..19 s: session [0, 29) on its own
-    later = [event(25_000, 2.0)]  # within 10 s of 19 s: extends the session to [0, 35)
-    stream = (
-        TestStream()
-        .advance_watermark_to(0)
-        .add_elements([at(0, *first)])
-        .add_elements([at(0, *later)])
-        .advance_watermark_to_infinity()
-    )
-    streamed = summary(streaming_run(tmp_path, stream, "--window", "session:10"))
-    bounded = summary(run_bounded(tmp_path, [batch(*first), batch(*later)], "--window", "session:10"))
-    assert streamed == bounded == [("00:00:00", "00:00:35", "k1", 21, 22.0, "ON_TIME", 0)]
