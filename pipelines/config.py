@@ -176,6 +176,9 @@ def build_config(options: PipelineOptions) -> JobConfig:
     except (UriError, WindowSpecError, SinkOptionError) as err:
         raise ConfigError(str(err)) from None
     dimensions = _check_dimensions(opts.dimensions, opts.output_format)
+    for option, name in (("--event_time_field", opts.event_time_field), ("--value_field", opts.value_field)):
+        if not name.strip():
+            raise ConfigError(f"{option} is empty; name the field of each event that holds it.")
     if not math.isfinite(opts.allowed_lateness):
         raise ConfigError(f"--allowed_lateness {opts.allowed_lateness} is not a finite number; give 0 or more seconds.")
     if opts.max_read_time is not None and not math.isfinite(opts.max_read_time):

@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
         (["--source", "synthetic://?events=ten"], "must be a whole number"),
         (["--avro_schema", "/missing.avsc"], "--avro_schema '/missing.avsc' cannot be read"),
         (["--dimensions", "region,__v_sum"], "which the aggregation uses for its own columns"),
+        (["--event_time_field", ""], "--event_time_field is empty"),
+        (["--value_field", " "], "--value_field is empty"),
         (["--dimensions", "region,my-key", "--output_format", "avro"], "Avro field names are letters, digits"),
         (["--source", "eventhubs://ns/hub?consumer_group=g"], "is a stream with no end"),
         (["--source", "kinesis://s?region=us-east-1"], "--max_read_time or --kinesis_read_to_latest"),
