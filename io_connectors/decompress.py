@@ -71,14 +71,11 @@ class StreamBroken(Exception):
         return f"detected between compressed bytes {self.start} and {self.end}"
 
 
-class _ZlibMember:
-    """One gzip member or zlib stream; on an error, replays the input byte by byte from a copy
-    of the decompressor taken before the call to find the exact bad byte."""
+class _Member:
+    """What every member reader shares: its decompressor `_d` and the input it left over."""
 
-    def __init__(self, wbits: int) -> None:
-        self._d = zlib.decompressobj(wbits)
-        self._saved = self._d.copy()
-        self.rest = b""
+    _d: Any
+    rest: bytes = b""
 
     @property
     def eof(self) -> bool:
@@ -87,6 +84,16 @@ class _ZlibMember:
     @property
     def needs_input(self) -> bool:
         return not self.rest
+
+
+class _ZlibMember(_Member):
+    """One gzip member or zlib stream; on an error, replays the input byte by byte from a copy
+    of the decompressor taken before the call to find the exact bad byte."""
+
+    def __init__(self, wbits: int) -> None:
+        self._d = zlib.decompressobj(wbits)
+        self._saved = self._d.copy()
+        self.rest = b""
 
     def feed(self, data: bytes, limit: int) -> bytes:
         self._saved = self._d.copy()
@@ -110,16 +117,12 @@ class _ZlibMember:
             return b""
 
 
-class _BufferingMember:
+class _BufferingMember(_Member):
     """One bzip2 or xz/lzma stream: these decompressors buffer input and output themselves."""
 
     def __init__(self, decompressor: Any) -> None:
         self._d = decompressor
         self.rest = b""
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
 
     @property
     def needs_input(self) -> bool:
@@ -137,7 +140,7 @@ class _BufferingMember:
         return b""
 
 
-class _ZstdMember:
+class _ZstdMember(_Member):
     """One zstd frame, fed in small pieces to bound each call's output."""
 
     def __init__(self) -> None:
@@ -145,14 +148,6 @@ class _ZstdMember:
         self._d = zstandard.ZstdDecompressor(max_window_size=1 << 31).decompressobj()
         self.rest = b""
         self.failed_piece = (0, 0)
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
-
-    @property
-    def needs_input(self) -> bool:
-        return not self.rest
 
     def feed(self, data: bytes, limit: int) -> bytes:
         out: list[bytes] = []
