@@ -3,30 +3,24 @@
 The local DirectRunner keeps its checkpoints in memory: a killed run forgets them. With
 `--resume`, a stream reader starts each shard or partition after the position stored in
 `<output>/_positions/<source-hash>.json`, and records every position it claims in this
-process. The positions are committed (written atomically: a temporary file, then a rename)
-only when the launching process exits after the pipeline finished without an error. By then
-every claimed record has been decoded, aggregated and written, so a stored position never
-runs ahead of the output: a killed or failed run commits nothing and the next `--resume`
-run reads again everything since the last successful run.
+process. The positions are committed (written atomically: a temporary file, then a rename) by
+`io_connectors.after_run.AfterRun.commit`, which the code that ran the job calls once the
+pipeline finished without an error. By then every claimed record has been decoded,
+aggregated and written, so a stored position never runs ahead of the output: a killed or
+failed run commits nothing and the next `--resume` run reads again everything since the
+last successful run.
 
 Guarantee: every record is counted by exactly one successful run, provided the runs see
 disjoint windows (see docs/reliability.md for windows that span two runs). Real runners
 (Dataflow, Flink) checkpoint themselves and ignore this store.
-
-Other work that must wait for the same moment (the local Pub/Sub reader's acknowledgements)
-registers with `PENDING.on_success`.
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
-import sys
-import threading
 import uuid
-from typing import Any, Callable
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -84,86 +78,12 @@ def unbounded_message(read_to_latest_option: str) -> str:
 
 
 def resume_store(output: str, source: str, bounded: bool, read_to_latest_option: str) -> str:
-    """--resume: the store of `source` under `output`, registered to be committed at exit.
+    """--resume: the store of `source` under `output`, checked readable.
 
     Raises PositionStoreError for an unbounded read (it would never finish, so never commit)
     and for an unreadable store."""
     if not bounded:
         raise PositionStoreError(unbounded_message(read_to_latest_option))
     path = store_path(output, source)
-    PENDING.register(path, source)
+    load_positions(path)
     return path
-
-
-class _Pending:
-    """Positions claimed in this process, per store, waiting for the run to succeed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stores: dict[str, tuple[str, dict[str, str]]] = {}
-        self._failed = False
-        self._hooked = False
-        self._callbacks: list[Callable[[], None]] = []
-
-    def register(self, path: str, source: str) -> None:
-        """Called where the pipeline is built (the launching process): arm the commit at exit."""
-        self.arm()
-        with self._lock:
-            self._stores.setdefault(path, (source, dict(load_positions(path))))
-
-    def arm(self) -> None:
-        """Commit at interpreter exit unless an uncaught error ends the process first. Call it
-        where the pipeline is built, before it runs."""
-        with self._lock:
-            if self._hooked:
-                return
-            self._hooked = True
-            previous = sys.excepthook
-
-            def note_failure(*info: Any) -> None:
-                # An uncaught error means the pipeline did not finish: commit nothing.
-                self._failed = True
-                previous(*info)
-
-            sys.excepthook = note_failure
-            atexit.register(self.commit)
-
-    def on_success(self, callback: Callable[[], None]) -> None:
-        """Runs `callback` at commit, after the stores are written, if the run succeeded."""
-        with self._lock:
-            self._callbacks.append(callback)
-
-    def record(self, path: str, shard: str, position: str) -> None:
-        """Notes the last claimed position of `shard` (called by readers after each claim)."""
-        with self._lock:
-            entry = self._stores.get(path)
-            if entry is not None:
-                entry[1][shard] = position
-
-    def fail(self) -> None:
-        """Marks the run failed: nothing is committed at exit."""
-        self._failed = True
-
-    def commit(self) -> None:
-        """Writes every store, unless the run failed. Runs at interpreter exit (never after SIGKILL)."""
-        with self._lock:
-            if self._failed or sys.exc_info()[0] is not None:
-                LOG.warning("positions: the run did not finish cleanly; nothing committed")
-                return
-            for path, (source, positions) in self._stores.items():
-                save_positions(path, source, positions)
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001 - one failing hook must not stop the others at exit
-                LOG.exception("positions: a post-run step failed")
-
-    def reset(self) -> None:
-        with self._lock:
-            self._stores.clear()
-            self._callbacks.clear()
-            self._failed = False
-
-
-PENDING = _Pending()

@@ -31,12 +31,13 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
+from io_connectors.metrics import NAMESPACE
 from io_connectors.records import RawBatch
 from transforms.decode import DecodeError, parse_event_time
 from transforms.windowing import WindowSpec
 
 LOG = logging.getLogger(__name__)
-NAMESPACE = "analytics"
+
 DEFAULT_SHARDS = 4
 PASS_THROUGH = -1  # bucket of records whose id or time cannot be read
 

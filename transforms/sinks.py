@@ -32,11 +32,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from io_connectors.metrics import NAMESPACE
 from transforms.formats import EXTENSIONS, MIME_TYPES, encode
 from transforms.partition_paths import OutputRoot, partition_segment
 from transforms.sink_options import gcs_emulator_host, s3_client
 
-NAMESPACE = "analytics"
 OBJECT_STORE_SCHEMES = ("s3", "gs", "azfs")
 
 Writer = Callable[[str, bytes, str], None]
