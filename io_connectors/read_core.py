@@ -38,6 +38,8 @@ class StreamReadSettings:
     read_to_latest: bool = False
     position_store: str | None = None  # --resume: the io_connectors.positions store of this read
     idle_after_s: float = 5.0  # quiet time after which a caught-up reader advances its watermark
+    max_call_s: float = 5.0  # longest process() call before a checkpoint: the runner commits (and
+    # finalizes, acknowledging) at least this often
     read_id: str = ""  # keys the process-wide record budget and deadline of this read
 
     @property
@@ -51,6 +53,8 @@ class StreamReadSettings:
             problems.append(f"max_records {self.max_records} must be positive")
         if self.max_read_time_s is not None and not self.max_read_time_s > 0:
             problems.append(f"max_read_time {self.max_read_time_s} must be a positive number of seconds")
+        if not self.max_call_s > 0:
+            problems.append(f"the checkpoint interval {self.max_call_s} must be a positive number of seconds")
         if not self.idle_after_s >= 0:
             problems.append(f"the idle watermark delay {self.idle_after_s} must be 0 or more seconds")
         return problems

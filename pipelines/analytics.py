@@ -14,9 +14,10 @@ from apache_beam.transforms import trigger as beam_trigger
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from io_connectors.after_run import AfterRun
 from io_connectors.pubsub_options import publish_dead_letters
 from io_connectors.records import TRUNCATED_FILE, UNREADABLE_BLOCK, UNREADABLE_TAIL, RawBatch, ReadFailure
-from io_connectors.sources import source_from_uri
+from pipelines.adapters import source_from_uri
 from pipelines.config import JobConfig
 from transforms.aggregate import (
     Groups,
@@ -276,9 +277,11 @@ class WindowedAggregate(beam.PTransform):
         return merged
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: JobConfig) -> None:
-    """Adds the analytics graph for `config` to `pipeline`."""
-    batches = pipeline | "Read" >> source_from_uri(config.source, pipeline.options, config.input_format)
+def build_pipeline(pipeline: beam.Pipeline, config: JobConfig, after_run: AfterRun | None = None) -> None:
+    """Adds the analytics graph for `config` to `pipeline`. Stream readers hand what must wait for
+    the run's success (resume positions, held acknowledgements) to `after_run`, which whoever
+    runs the pipeline commits (see io_connectors.after_run.run_and_commit)."""
+    batches = pipeline | "Read" >> source_from_uri(config.source, pipeline.options, config.input_format, after_run)
     outputs = add_analytics(batches, config)
     # Dead letters can also go to a Pub/Sub topic, whatever the source.
     publish_dead_letters(outputs["dead_letters"], pipeline.options)

@@ -14,8 +14,8 @@ from io_connectors.eventhubs_options import EventHubsOptions
 from io_connectors.kinesis_options import KinesisOptions
 from io_connectors.positions import unbounded_message
 from io_connectors.pubsub_options import PubSubOptions
-from io_connectors.sources import check_source
 from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
+from pipelines.adapters import check_source
 from pipelines.options import AnalyticsOptions
 from transforms.columnar import INTERNAL_COLUMNS
 from transforms.decode import EventSchema

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from io_connectors import positions
+from io_connectors.after_run import AfterRun, run_and_commit
 from io_connectors.uri import UriError, redact_text, redact_uri
 from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
@@ -115,16 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = local_runner(options, config.early_firing_s is not None, config.source.scheme)
         pipeline = beam.Pipeline(runner=runner, options=options)
         # Connectors check their options where the graph is built; that is still before any work.
-        build_pipeline(pipeline, config)
+        after_run = AfterRun()
+        build_pipeline(pipeline, config, after_run)
     except (ConfigError, ProfileError, UriError) as err:
-        # A --resume store registered while building must not be committed: nothing was read.
-        positions.PENDING.reset()
         print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     print(reading_line(config), file=sys.stderr)
     started = time.monotonic()
+    # Positions and held acknowledgements are committed only once the run has succeeded.
     result = pipeline.run()
-    result.wait_until_finish()
+    run_and_commit(result, after_run)
     print(summarize(result, config, time.monotonic() - started))
     return 0
 

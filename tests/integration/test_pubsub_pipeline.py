@@ -357,7 +357,7 @@ def test_dead_letters_are_published_to_a_topic_as_well_as_files(
          "--pubsub_dead_letter_topic", dlq_topic]
     )  # fmt: skip
     config = build_config(options)
-    from io_connectors.sources import source_from_uri
+    from pipelines.adapters import source_from_uri
 
     # What pipelines/analytics.build_pipeline does, plus the three-line hook.
     with beam.Pipeline(options=options) as pipeline:

@@ -1,8 +1,12 @@
-"""--source URI -> a PTransform producing RawBatches.
+"""--source URI -> a PTransform producing RawBatches: the one place where the command line meets
+the connectors.
 
-Stream connectors live in their own modules (kinesis, eventhubs, pubsub), imported only
-when used, each exposing `source_from_uri(spec, options) -> PTransform`. Their cloud SDKs
-come with the matching setup.py extra, so a missing SDK is reported with the install hint.
+The connectors in io_connectors/ take explicit constructor arguments and know nothing of the
+command line. For each stream scheme a module here (kinesis, eventhubs, pubsub), imported only
+when used, maps the PipelineOptions and the run's AfterRun (resume positions, held
+acknowledgements) onto its connector: `check_uri(spec)` and
+`source_from_uri(spec, options, after_run) -> PTransform`. Their cloud SDKs come with the
+matching setup.py extra, so a missing SDK is reported with the install hint.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from io_connectors.after_run import AfterRun
 from io_connectors.files import ReadFiles, match_files
 from io_connectors.synthetic import ReadSynthetic, SyntheticConfig
 from io_connectors.uri import SourceSpec, UriError, redact_text
 
 STREAM_CONNECTORS = {
-    "kinesis": ("io_connectors.kinesis", "aws"),
-    "eventhubs": ("io_connectors.eventhubs", "azure"),
-    "pubsub": ("io_connectors.pubsub", "gcp"),
+    "kinesis": ("pipelines.adapters.kinesis", "aws"),
+    "eventhubs": ("pipelines.adapters.eventhubs", "azure"),
+    "pubsub": ("pipelines.adapters.pubsub", "gcp"),
 }
 
 
@@ -73,10 +78,13 @@ def _connector(spec: SourceSpec):  # noqa: ANN202 - a module
     return module
 
 
-def source_from_uri(spec: SourceSpec, options: PipelineOptions, input_format: str) -> beam.PTransform:
-    """The read transform for a parsed --source."""
+def source_from_uri(spec: SourceSpec, options: PipelineOptions, input_format: str,
+                    after_run: AfterRun | None = None) -> beam.PTransform:
+    """The read transform for a parsed --source. `after_run` receives what a stream read must hold
+    until the run succeeds; without one (a graph built but not run by pipelines.run) a fresh one is
+    used, and nothing it holds is ever committed."""
     if spec.scheme == "synthetic":
         return ReadSynthetic(SyntheticConfig.from_spec(spec))
     if spec.scheme == "file":
         return ReadFiles(spec.location, input_format)
-    return _connector(spec).source_from_uri(spec, options)
+    return _connector(spec).source_from_uri(spec, options, after_run if after_run is not None else AfterRun())
