@@ -51,7 +51,7 @@ from io_connectors.eventhubs_client import (
     parse_timestamp_ms,
     start_offsets,
 )
-from io_connectors.eventhubs_options import EventHubsOptions
+from pipelines.adapters.eventhubs_options import EventHubsOptions
 from io_connectors.eventhubs_restriction import (
     OFFSET_INFINITY,
     EnqueuedTimeWatermarkEstimator,

@@ -53,7 +53,7 @@ from io_connectors.kinesis_core import (
     WatermarkState,
     backlog_size,
 )
-from io_connectors.kinesis_options import KinesisOptions, parse_start_timestamp
+from pipelines.adapters.kinesis_options import KinesisOptions, parse_start_timestamp
 from io_connectors.uri import SOURCE_PARAMS, SourceSpec, UriError, parse_sink
 
 LOG = logging.getLogger(__name__)

@@ -33,13 +33,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from io_connectors import positions
-from io_connectors.pubsub_options import PubSubOptions
+from io_connectors.metrics import NAMESPACE
 from io_connectors.pubsub_watermark import Clock, PubSubWatermarkEstimator
 from io_connectors.records import RawBatch
 from io_connectors.uri import SourceSpec, UriError, redact_uri
+from pipelines.adapters.pubsub_options import PubSubOptions
 from pipelines.options import AnalyticsOptions
 from transforms.decode import DecodeError, parse_event_time
-from transforms.sinks import NAMESPACE, dead_letter_records
 
 _LOG = logging.getLogger(__name__)
 _UNBOUNDED = 2**62  # the restriction of an endless read: far more records than any job sees
@@ -811,31 +811,3 @@ class WriteToPubSub(beam.PTransform):
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
         return pcoll | "Publish" >> beam.ParDo(self._fn)
-
-
-def _dead_letter_messages(lines: bytes) -> Iterator[tuple[bytes, dict[str, str]]]:
-    for record in dead_letter_records(lines):
-        attributes = {"error": str(record.get("error", ""))[:1000], "source": str(record.get("source", ""))[:1000]}
-        yield orjson.dumps(record), attributes
-
-
-class PublishDeadLetters(beam.PTransform):
-    """Dead letters -> the same JSON as their files, published to a topic, with error and source as
-    attributes.
-
-    Takes a PCollection, or a tuple of them, whose elements are `dead_letter_lines` bytes (one
-    batch's dead letters each). Each input is published on its own, without a Flatten, which a
-    local runner would materialize whole."""
-
-    def __init__(self, topic: str) -> None:
-        super().__init__()
-        self._topic = parse_topic(topic)
-
-    def expand(self, pcolls: beam.PCollection | tuple[beam.PCollection, ...]) -> tuple[beam.PCollection, ...]:
-        inputs = (pcolls,) if isinstance(pcolls, beam.PCollection) else tuple(pcolls)
-        return tuple(
-            pcoll
-            | f"ToMessages{index}" >> beam.FlatMap(_dead_letter_messages)
-            | f"Write{index}" >> WriteToPubSub(self._topic)
-            for index, pcoll in enumerate(inputs)
-        )

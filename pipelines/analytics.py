@@ -15,10 +15,10 @@ from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from io_connectors.after_run import AfterRun
-from io_connectors.pubsub_options import publish_dead_letters
 from io_connectors.records import TRUNCATED_FILE, UNREADABLE_BLOCK, UNREADABLE_TAIL, RawBatch, ReadFailure
 from pipelines.adapters import source_from_uri
 from pipelines.config import JobConfig
+from pipelines.dead_letter_topic import publish_dead_letters
 from transforms.aggregate import (
     Groups,
     MergeGroups,

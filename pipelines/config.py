@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from io_connectors.avro_safety import schema_problem
-from io_connectors.eventhubs_options import EventHubsOptions
-from io_connectors.kinesis_options import KinesisOptions
 from io_connectors.positions import unbounded_message
-from io_connectors.pubsub_options import PubSubOptions
 from io_connectors.uri import SinkSpec, SourceSpec, UriError, parse_sink, parse_source
 from pipelines.adapters import check_source
+from pipelines.adapters.eventhubs_options import EventHubsOptions
+from pipelines.adapters.kinesis_options import KinesisOptions
+from pipelines.adapters.pubsub_options import PubSubOptions
 from pipelines.options import AnalyticsOptions
 from transforms.columnar import INTERNAL_COLUMNS
 from transforms.decode import EventSchema

@@ -168,9 +168,9 @@ class AnalyticsOptions(PipelineOptions):
 # Connector and sink option groups live beside their code, in modules that import only Beam,
 # so that --help lists them even where a cloud SDK is not installed.
 EXTRA_OPTION_MODULES = (
-    "io_connectors.kinesis_options",
-    "io_connectors.eventhubs_options",
-    "io_connectors.pubsub_options",
+    "pipelines.adapters.kinesis_options",
+    "pipelines.adapters.eventhubs_options",
+    "pipelines.adapters.pubsub_options",
     "transforms.sink_options",
 )
 

@@ -337,7 +337,7 @@ def test_dead_letters_are_published_to_a_topic_as_well_as_files(
     and source attributes, as well as written to the dead-letter files."""
     import apache_beam as beam
 
-    from io_connectors.pubsub_options import publish_dead_letters
+    from pipelines.dead_letter_topic import publish_dead_letters
     from pipelines.analytics import add_analytics, build_pipeline  # noqa: F401 - the hook's caller
     from pipelines.config import build_config
     from pipelines.run import parse_options

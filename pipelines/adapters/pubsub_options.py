@@ -7,7 +7,6 @@ apply to Pub/Sub too; --pubsub_stop_when_idle adds "stop once the subscription i
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -70,20 +69,3 @@ class PubSubOptions(PipelineOptions):
             help="Also publish undecodable records (the dead-letter JSON) to this topic, "
             "projects/P/topics/T, besides writing them to --dead_letter files.",
         )
-
-
-def publish_dead_letters(dead_letters: Any, options: PipelineOptions) -> Any:
-    """Pipeline hook: publishes `dead_letters` to --pubsub_dead_letter_topic when it is set.
-
-    `dead_letters` is what add_analytics returns under "dead_letters": a PCollection, or a tuple
-    of them, of `dead_letter_lines` bytes (one batch's dead letters each); each dead letter
-    becomes one message.
-
-    Returns the publish transform's output, or None when the option is not set (the Pub/Sub
-    SDK is imported only then)."""
-    topic = options.view_as(PubSubOptions).pubsub_dead_letter_topic
-    if not topic:
-        return None
-    from io_connectors.pubsub import PublishDeadLetters
-
-    return dead_letters | "PublishDeadLettersToPubSub" >> PublishDeadLetters(topic)
