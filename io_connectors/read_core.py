@@ -120,6 +120,18 @@ class RecordBudget:
         return self.spent or self.past_deadline()
 
 
+# Called with the number of records each claim_within_budget call claimed, in the reader's process:
+# an explicit hook for progress reporting and for tests that stop a run mid-read.
+_CLAIM_LISTENERS: list[Callable[[int], None]] = []
+
+
+def listen_to_claims(listener: Callable[[int], None]) -> Callable[[], None]:
+    """Calls `listener(count)` after every claim of `count` records in this process; returns the
+    function that removes it."""
+    _CLAIM_LISTENERS.append(listener)
+    return lambda: _CLAIM_LISTENERS.remove(listener)
+
+
 class Claimed(NamedTuple):
     records: list[Any]  # claimed, in order: emit exactly these
     budget_spent: bool  # the budget granted fewer than were fetched: the read is over
@@ -136,6 +148,9 @@ def claim_within_budget(records: Sequence[Any], budget: RecordBudget, claim: Cal
             break
         claimed.append(record)
     budget.give_back(granted - len(claimed))
+    if claimed:
+        for listener in _CLAIM_LISTENERS:
+            listener(len(claimed))
     return Claimed(claimed, len(claimed) == granted < len(records))
 
 
