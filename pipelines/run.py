@@ -84,7 +84,7 @@ def summarize(result: beam.runners.runner.PipelineResult, config: JobConfig, sec
         f"in {counters.get('files_written', 0):,} {config.output_format} files -> {config.output.path}",
     ]
     # Input no record could be read from (each part is also a dead letter): shown only when there was some.
-    from pipelines.analytics import RECORDS_UNREADABLE, UNREADABLE_COUNTERS, UNREADABLE_UNCOUNTED
+    from transforms.preaggregate import RECORDS_UNREADABLE, UNREADABLE_COUNTERS, UNREADABLE_UNCOUNTED
 
     parts = [(kind, counters.get(name, 0)) for kind, name in UNREADABLE_COUNTERS.items()]
     if any(count for _, count in parts):
