@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -199,32 +198,6 @@ def parse_timestamp_ms(raw: str) -> int:
         ) from None
 
 
-def caught_up_offset(consumer: Any, topic: str, partition: int, from_offset: int, timeout_s: float) -> int:
-    """The partition's end offset as the fetch path reports it.
-
-    ListOffsets(latest) is not trusted alone: some Kafka-protocol brokers (tansu 0.6) answer
-    it with a stale value while fetch responses carry the true high watermark. Fetching from
-    the listed end until the partition reports EOF gives the real end on every broker, at the
-    cost of one fetch round trip where ListOffsets is right.
-    """
-    from confluent_kafka import KafkaError, TopicPartition
-
-    consumer.assign([TopicPartition(topic, partition, from_offset)])
-    end = from_offset
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=0.5):
-                error = message.error()
-                if error is None:
-                    end = max(end, message.offset() + 1)
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    return max(end, message.offset())
-        raise EventHubsError(f"Partition {partition} of {topic!r} did not report its end within {timeout_s:.0f} s.")
-    finally:
-        consumer.unassign()
-
-
 def start_offsets(consumer: Any, target: EventHubsTarget, partitions: list[int], position: str,
                   timestamp_ms: int | None) -> dict[int, int]:
     """Resolve the start position to a concrete offset per partition."""
@@ -236,10 +209,9 @@ def start_offsets(consumer: Any, target: EventHubsTarget, partitions: list[int],
             return {p: consumer.get_watermark_offsets(TopicPartition(target.hub, p), timeout=timeout)[0]
                     for p in partitions}
         if position == "latest":
-            listed = {p: consumer.get_watermark_offsets(TopicPartition(target.hub, p),
-                                                        timeout=target.connect_timeout_s)[1] for p in partitions}
-            return {p: caught_up_offset(consumer, target.hub, p, listed[p], target.connect_timeout_s)
-                    for p in partitions}
+            # ListOffsets(latest): the offset the next event will be written at.
+            return {p: consumer.get_watermark_offsets(TopicPartition(target.hub, p),
+                                                      timeout=target.connect_timeout_s)[1] for p in partitions}
         if position == "timestamp":
             if timestamp_ms is None:
                 raise UriError("--eventhubs_start_position=timestamp needs --eventhubs_start_timestamp.")
@@ -248,10 +220,8 @@ def start_offsets(consumer: Any, target: EventHubsTarget, partitions: list[int],
             result = {}
             for tp in found:
                 # -1: no event at or after the time yet, so start at the end.
-                result[tp.partition] = tp.offset if tp.offset >= 0 else caught_up_offset(
-                    consumer, target.hub, tp.partition,
-                    consumer.get_watermark_offsets(tp, timeout=target.connect_timeout_s)[1],
-                    target.connect_timeout_s)
+                result[tp.partition] = tp.offset if tp.offset >= 0 else consumer.get_watermark_offsets(
+                    TopicPartition(target.hub, tp.partition), timeout=target.connect_timeout_s)[1]
             return result
         if position == "committed":
             committed = consumer.committed([TopicPartition(target.hub, p) for p in partitions],
@@ -267,7 +237,6 @@ __all__ = [
     "DEFAULT_CONSUMER_GROUP",
     "EventHubsError",
     "EventHubsTarget",
-    "caught_up_offset",
     "client_config",
     "explain",
     "explain_exception",

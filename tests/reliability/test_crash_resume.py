@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from io_connectors.positions import store_path
-from tests.integration.test_eventhubs import create_hub, produce
 from tests.reliability.helpers import (
     BASE_MS,
     REPO,
@@ -32,6 +31,7 @@ from tests.reliability.helpers import (
     read_panes,
     run_cli,
 )
+from tests.services.kafka import create_hub, produce
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,16 @@ def _source_args(stream: str, out: Path) -> list[str]:
             "--kinesis_poll_interval", "0.2", "--streaming", "--resume", "--output", str(out)]
 
 
-# The CLI with the stream readers' per-page DEBUG lines on stderr ("claimed N records").
+# The CLI with a marker line on stderr after every claim of the stream readers (read_core's
+# listen_to_claims hook), and the Event Hubs reader's INFO lines (offsets held until the run ends).
 WRAPPER = (
     "import logging, runpy, sys; logging.basicConfig(level=logging.WARNING); "
-    "logging.getLogger('io_connectors.kinesis').setLevel(logging.DEBUG); "
-    "logging.getLogger('io_connectors.eventhubs').setLevel(logging.DEBUG); "
+    "logging.getLogger('io_connectors.eventhubs').setLevel(logging.INFO); "
+    "from io_connectors.read_core import listen_to_claims; "
+    "listen_to_claims(lambda n: print(f'TEST-CLAIMED {n}', file=sys.stderr, flush=True)); "
     "runpy.run_module('pipelines.run', run_name='__main__')"
 )
-CLAIMED = re.compile(r"(?:kinesis: shard|eventhubs: partition) \S+ claimed (\d+) records")
+CLAIMED = re.compile(r"^TEST-CLAIMED (\d+)$")
 
 
 def _kill_when(env: dict, argv: list[str], done: Callable[[str], bool]) -> None:

@@ -6,7 +6,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -101,3 +101,29 @@ def start_kafka(port: int | None = None) -> KafkaService:
         handle = LocalProcess("tansu", argv, _probe(port), env={"NO_COLOR": "1"})
     handle.start()
     return KafkaService(bootstrap=f"{HOST}:{port}", handle=handle)
+
+
+def create_hub(bootstrap: str, hub: str, partitions: int) -> None:
+    """Creates topic `hub` (an event hub on the Kafka endpoint) with `partitions` partitions."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(hub, num_partitions=partitions, replication_factor=1)]).values():
+        future.result(timeout=30)
+
+
+def produce(bootstrap: str, hub: str, payloads: list[bytes], partition_of: Callable[[int], int] | None = None) -> None:
+    """Writes `payloads` with a plain confluent-kafka producer (independent of the code under test);
+    `partition_of(i)` picks the partition of the i-th payload (default: the producer's choice)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    failures: list[Any] = []
+    for i, payload in enumerate(payloads):
+        kwargs: dict[str, Any] = {"value": payload, "on_delivery": lambda e, m: e and failures.append(e)}
+        if partition_of is not None:
+            kwargs["partition"] = partition_of(i)
+        producer.produce(hub, **kwargs)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert failures == []

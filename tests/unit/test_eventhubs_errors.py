@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from io_connectors.eventhubs import (
-    EventHubsBatch,
-    ReadSettings,
-    settings_from_options,
-    target_from_options,
-    to_raw_batch,
-)
+from io_connectors.eventhubs import EventHubsBatch, ReadSettings, to_raw_batch
 from io_connectors.eventhubs_client import (
     EventHubsError,
     EventHubsTarget,
@@ -22,6 +16,7 @@ from io_connectors.eventhubs_client import (
     parse_timestamp_ms,
 )
 from io_connectors.uri import UriError, parse_source
+from pipelines.adapters.eventhubs import settings_from_options, target_from_options
 
 TARGET = EventHubsTarget("contoso-eu", "orders", connection_string_env="EH_CONN")
 LOCAL = EventHubsTarget("local", "orders", bootstrap="127.0.0.1:9", security_protocol="plaintext")
@@ -152,7 +147,7 @@ def test_endless_reads_are_unbounded_and_bounded_reads_are_not() -> None:
 
 
 def test_producer_is_idempotent_by_default() -> None:
-    from io_connectors.eventhubs import producer_config
+    from io_connectors.eventhubs_writer import producer_config
 
     assert producer_config(LOCAL)["enable.idempotence"] is True
     assert producer_config(LOCAL, idempotent=False)["enable.idempotence"] is False

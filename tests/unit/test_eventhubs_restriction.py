@@ -1,5 +1,5 @@
-"""Restriction tracker, watermark estimator and read budget of the Event Hubs reader,
-without a pipeline or a broker (the clock is injected)."""
+"""Restriction tracker and watermark estimator of the Event Hubs reader, without a pipeline or a
+broker (the clock is injected). The record budget is read_core's (tests/unit/test_read_core.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
-from io_connectors.eventhubs_restriction import (
-    OFFSET_INFINITY,
-    EnqueuedTimeWatermarkEstimator,
-    PartitionTracker,
-    ReadBudget,
-    remaining_size,
-)
+from io_connectors.eventhubs import PartitionRef, ReadSettings, _ReadPartition
+from io_connectors.eventhubs_client import EventHubsTarget
+from io_connectors.eventhubs_restriction import OFFSET_INFINITY, PartitionTracker, remaining_size
+from io_connectors.read_core import IdleWatermarkEstimator
+
+TARGET = EventHubsTarget("local", "orders", bootstrap="127.0.0.1:9", security_protocol="plaintext")
 
 
 class FakeClock:
@@ -94,73 +93,75 @@ def test_progress_and_size_come_from_end_offsets() -> None:
 
 
 # ----------------------------------------------------------------------------- watermark
+# The reader's estimator: read_core's IdleWatermarkEstimator, fed with enqueued times, idle after
+# 5 s and then lagging the clock by those 5 s.
+
+
+def _estimator(clock: FakeClock, state: tuple | None = None, idle_after_s: float = 5) -> IdleWatermarkEstimator:
+    reader = _ReadPartition(TARGET, ReadSettings(idle_after_s=idle_after_s), clock=clock)
+    return reader.create_watermark_estimator(state)
 
 
 def test_watermark_follows_enqueued_time_and_never_moves_back() -> None:
-    estimator = EnqueuedTimeWatermarkEstimator(None, idle_after_s=5, clock=FakeClock())
+    estimator = _estimator(FakeClock())
     assert estimator.current_watermark() == MIN_TIMESTAMP
-    estimator.observe_ms(2_000)
+    estimator.observe(2_000)
     assert estimator.current_watermark() == Timestamp(micros=2_000_000)
-    estimator.observe_ms(1_500)  # an out-of-order producer timestamp
+    estimator.observe(1_500)  # an out-of-order producer timestamp
     assert estimator.current_watermark() == Timestamp(micros=2_000_000)
-    estimator.observe_timestamp(Timestamp(micros=3_000_000))
+    estimator.observe(3_000)
     assert estimator.current_watermark() == Timestamp(micros=3_000_000)
 
 
 def test_idle_partition_advances_only_after_the_idle_time() -> None:
     clock = FakeClock(now=10_000.0)
-    estimator = EnqueuedTimeWatermarkEstimator(None, idle_after_s=5, clock=clock)
-    estimator.observe_ms(9_000_000)
-    estimator.caught_up()
+    estimator = _estimator(clock)
+    estimator.observe(9_000_000)
+    estimator.idle()
     assert estimator.current_watermark() == Timestamp(micros=9_000_000 * 1000)
     clock.now += 4.9
-    estimator.caught_up()
+    estimator.idle()
     assert estimator.current_watermark() == Timestamp(micros=9_000_000 * 1000)
     clock.now += 0.2  # idle for 5.1 s
-    estimator.caught_up()
+    estimator.idle()
     assert estimator.current_watermark() == Timestamp(micros=int((clock.now - 5) * 1000) * 1000)
     clock.now += 10
-    estimator.caught_up()
+    estimator.idle()
     advanced = estimator.current_watermark()
     assert advanced == Timestamp(micros=int((clock.now - 5) * 1000) * 1000)
     # A new record resets idleness but cannot pull the watermark back.
-    estimator.observe_ms(9_000_001)
+    estimator.observe(9_000_001)
     assert estimator.current_watermark() == advanced
 
 
 def test_idle_advance_never_goes_below_observed_time() -> None:
     clock = FakeClock(now=100.0)
-    estimator = EnqueuedTimeWatermarkEstimator(None, idle_after_s=1, clock=clock)
-    estimator.observe_ms(500_000)  # enqueued "in the future" of a skewed worker clock
-    estimator.caught_up()
+    estimator = _estimator(clock, idle_after_s=1)
+    estimator.observe(500_000)  # enqueued "in the future" of a skewed worker clock
+    estimator.idle()
     clock.now += 2
-    estimator.caught_up()
+    estimator.idle()
     assert estimator.current_watermark() == Timestamp(micros=500_000 * 1000)
 
 
 def test_state_round_trip_keeps_watermark_and_idle_start() -> None:
     clock = FakeClock(now=50.0)
-    first = EnqueuedTimeWatermarkEstimator(None, idle_after_s=5, clock=clock)
-    first.observe_ms(40_000)
-    first.caught_up()
+    first = _estimator(clock)
+    first.observe(40_000)
+    first.idle()
     state = first.get_estimator_state()
     assert state == (40_000, 50.0)
     clock.now = 56.0  # idle since 50 s, carried across the checkpoint
-    resumed = EnqueuedTimeWatermarkEstimator(state, idle_after_s=5, clock=clock)
-    resumed.caught_up()
+    resumed = _estimator(clock, state)
+    resumed.idle()
     assert resumed.current_watermark() == Timestamp(micros=51_000 * 1000)
 
 
-# --------------------------------------------------------------------------------- budget
-
-
-def test_budget_is_shared_and_exact() -> None:
-    a = ReadBudget("test-budget-shared", 10)
-    b = ReadBudget("test-budget-shared", 10)
-    assert a.take(4) == 4
-    assert b.take(8) == 6
-    assert a.exhausted and b.exhausted
-    b.give_back(2)
-    assert a.take(5) == 2
-    unlimited = ReadBudget("test-budget-none", None)
-    assert unlimited.take(1_000_000) == 1_000_000 and not unlimited.exhausted
+def test_a_timestamp_start_is_the_first_watermark() -> None:
+    """Records enqueued before the start time are skipped, so the watermark starts there."""
+    reader = _ReadPartition(TARGET, ReadSettings(), clock=FakeClock())
+    restriction = OffsetRange(0, OFFSET_INFINITY)
+    state = reader.initial_estimator_state(PartitionRef(0, 0, 123_000, True), restriction)
+    assert reader.create_watermark_estimator(state).current_watermark() == Timestamp(micros=123_000_000)
+    unset = reader.initial_estimator_state(PartitionRef(1, 0, None, True), restriction)
+    assert reader.create_watermark_estimator(unset).current_watermark() == MIN_TIMESTAMP
