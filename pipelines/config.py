@@ -16,16 +16,12 @@ from pipelines.adapters import check_source
 from pipelines.adapters.eventhubs_options import EventHubsOptions
 from pipelines.adapters.kinesis_options import KinesisOptions
 from pipelines.adapters.pubsub_options import PubSubOptions
-from pipelines.options import AnalyticsOptions
+from pipelines.options import AnalyticsOptions, ConfigError
+from pipelines.sink_options import SinkOptions, check_local_sink, check_sink_options
+from pipelines.sovereignty import SovereigntyError, enforce_jurisdiction
 from transforms.columnar import INTERNAL_COLUMNS
 from transforms.decode import EventSchema
-from transforms.sink_options import SinkOptionError, SinkOptions, check_local_sink, check_sink_options
-from transforms.sovereignty import SovereigntyError, enforce_jurisdiction
 from transforms.windowing import MAX_WINDOW_S, WindowSpec, WindowSpecError, parse_window
-
-
-class ConfigError(ValueError):
-    """An option value that cannot work; the message names the option and the fix."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +169,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
         for option, sink in (("--output", output), ("--dead_letter", dead_letter)):
             if sink.scheme == "file":
                 check_local_sink(sink.path, option)
-    except (UriError, WindowSpecError, SinkOptionError) as err:
+    except (UriError, WindowSpecError) as err:
         raise ConfigError(str(err)) from None
     dimensions = _check_dimensions(opts.dimensions, opts.output_format)
     for option, name in (("--event_time_field", opts.event_time_field), ("--value_field", opts.value_field)):
@@ -217,7 +213,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
             sink_region=opts.sink_region,
             source_region=options.view_as(SinkOptions).source_region,
         )
-    except (SinkOptionError, SovereigntyError) as err:
+    except SovereigntyError as err:
         raise ConfigError(str(err)) from None
     return JobConfig(
         source=source,

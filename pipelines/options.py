@@ -13,8 +13,12 @@ DEFAULT_SOURCE = "synthetic://?events=100000&keys=50&seed=42"
 DEFAULT_OUTPUT = "./output"
 
 
+class ConfigError(ValueError):
+    """An option value that cannot work; the message names the option and the fix."""
+
+
 class AnalyticsOptions(PipelineOptions):
-    """Options of `python -m pipelines.run`; `validate_analytics_options` checks their values."""
+    """Options of `python -m pipelines.run`; `pipelines.config.build_config` checks their values."""
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -171,7 +175,7 @@ EXTRA_OPTION_MODULES = (
     "pipelines.adapters.kinesis_options",
     "pipelines.adapters.eventhubs_options",
     "pipelines.adapters.pubsub_options",
-    "transforms.sink_options",
+    "pipelines.sink_options",
 )
 
 

@@ -1,23 +1,16 @@
-"""Options of the object-storage sinks and of the sovereignty guard (imports only Beam).
+"""Options of the sinks and of the sovereignty guard, and the sink checks made before any work.
 
-Store connections reuse Beam's own settings, so that Beam's filesystems and the guard's
-bucket look-ups always talk to the same endpoint:
+No cloud SDK is imported, so that --help lists these options where one is missing. How
+the stores are reached at run time is in transforms/store_clients.py. Credentials never come
+from the command line (process lists, shell history and job graphs keep it):
 
-- S3: Beam's `--s3_endpoint_url`, `--s3_region_name`, ... (S3Options); without them boto3's own
-  configuration applies, `AWS_ENDPOINT_URL(_S3)` included, so an emulator such as moto needs
-  only the environment. Keys come from the AWS credential chain: `--s3_access_key_id`,
-  `--s3_secret_access_key` and `--s3_session_token` are refused. Writes retry in botocore's standard mode,
-  16 attempts (`AWS_MAX_ATTEMPTS` / `max_attempts` in the AWS profile sets another number;
-  `AWS_RETRY_MODE=adaptive` adds client-side rate limiting): an outage of about a minute or
-  two is ridden out, where boto3's legacy default gives up after a few seconds.
-- Azure Blob: the `AZURE_STORAGE_CONNECTION_STRING` environment variable (Beam reads it when
-  `--azure_connection_string` is absent), or `--blob_service_endpoint` with Azure AD
-  credentials. A connection string on the command line is refused: it carries the account
-  key, and command lines end up in process lists, shell history and job graphs.
-- GCS: Application Default Credentials; with `STORAGE_EMULATOR_HOST` set the sink talks to
-  that emulator anonymously.
+- S3: keys come from the AWS credential chain; `--s3_access_key_id`, `--s3_secret_access_key`
+  and `--s3_session_token` are refused.
+- Azure Blob: a connection string on the command line (`--azure_connection_string`) is
+  refused: it carries the account key; export AZURE_STORAGE_CONNECTION_STRING instead.
+- Any other option whose name says it holds a secret (password, token, key, ...), or whose
+  value carries one (user:password@, a SAS signature), is refused too.
 
-Any other option whose name says it holds a secret (password, token, key, ...) is refused too.
 Local sinks are checked before any work: the directory must be creatable and writable.
 """
 
@@ -26,22 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.uri import is_secret_name, redact_uri
-
-AZURE_CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
-GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
-# Standard mode waits rand(0..1) x 1, 2, 4, 8, 16, then 20 s between attempts: 16 attempts wait
-# about 2 minutes on average, rarely under 1 (legacy: 5 attempts, 7.5 s on average).
-S3_WRITE_ATTEMPTS = 16
-S3_RETRY_MODES = ("standard", "adaptive")
-
-
-class SinkOptionError(ValueError):
-    """A sink setting that must not be used as given; the message says what to do instead."""
+from pipelines.options import ConfigError
+from transforms.store_clients import AZURE_CONNECTION_STRING_ENV, GCS_EMULATOR_ENV, S3_WRITE_ATTEMPTS
 
 
 class SinkOptions(PipelineOptions):
@@ -88,19 +71,19 @@ _REFERENCE_SUFFIXES = ("_env", "_file", "_path")
 
 
 def check_sink_options(options: PipelineOptions) -> None:
-    """Refuse options that would put a secret on the command line (raises SinkOptionError); the
+    """Refuse options that would put a secret on the command line (raises ConfigError); the
     message names the option, never its value."""
     given = options.get_all_options(drop_default=True, retain_unknown_options=True)
     for name, value in given.items():
         if value in (None, False, "") or name.endswith(_REFERENCE_SUFFIXES):
             continue
         if name in SECRET_OPTIONS:
-            raise SinkOptionError(
+            raise ConfigError(
                 f"--{name} puts a credential on the command line, where process lists, shell history and "
                 f"job graphs keep it; unset it and {SECRET_OPTIONS[name]}."
             )
         if is_secret_name(name):
-            raise SinkOptionError(
+            raise ConfigError(
                 f"--{name} looks like a secret, which the command line must not carry (process lists, shell "
                 "history and job graphs keep it); remove it and provide the credential through the environment "
                 "or a credential file (see docs/storage.md and docs/reliability.md)."
@@ -110,7 +93,7 @@ def check_sink_options(options: PipelineOptions) -> None:
             if not isinstance(text, str) or redact_uri(text) == text:
                 continue
             # An endpoint with user:password@, a SAS token (sig=) or a connection-string key inside.
-            raise SinkOptionError(
+            raise ConfigError(
                 f"--{name} {redact_uri(text)!r} carries a credential (a password before @, or a SAS signature or "
                 "shared access key parameter), which the command line must not carry; remove it and provide the "
                 "credential through the environment or a credential file (see docs/storage.md and docs/reliability.md)."
@@ -119,9 +102,9 @@ def check_sink_options(options: PipelineOptions) -> None:
 
 def check_local_sink(path: str, option: str) -> None:
     """Refuse, before any work, a local --output/--dead_letter that cannot be written: an existing
-    file, a path under a file, or a place where no file can be created (SinkOptionError)."""
+    file, a path under a file, or a place where no file can be created (ConfigError)."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise SinkOptionError(
+        raise ConfigError(
             f"{option} {path!r} is an existing file, not a directory; give a directory (new or existing) "
             "for the files it receives."
         )
@@ -129,7 +112,7 @@ def check_local_sink(path: str, option: str) -> None:
     while not os.path.lexists(ancestor):
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
-        raise SinkOptionError(
+        raise ConfigError(
             f"{option} {path!r} cannot be created because {ancestor!r} is a file, not a directory; "
             "choose a path under a directory."
         )
@@ -138,49 +121,9 @@ def check_local_sink(path: str, option: str) -> None:
         # read-only mounts, and some file systems (/proc) refuse new files whatever the mode.
         handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=ancestor)
     except OSError as err:
-        raise SinkOptionError(
+        raise ConfigError(
             f"{option} {path!r} is not writable: no file can be created in {ancestor!r} ({err.strerror}); "
             "choose a writable directory or fix its permissions."
         ) from None
     os.close(handle)
     os.unlink(probe)
-
-
-def gcs_emulator_host() -> str | None:
-    """The GCS emulator endpoint when STORAGE_EMULATOR_HOST is set (clients go there anonymously)."""
-    return os.environ.get(GCS_EMULATOR_ENV) or None
-
-
-def s3_retries(max_attempts: int | None, retry_mode: str | None) -> dict[str, Any]:
-    """botocore's `retries` for the S3 sink from the configured AWS_MAX_ATTEMPTS/AWS_RETRY_MODE
-    (None: not configured): standard mode and S3_WRITE_ATTEMPTS unless configured otherwise."""
-    return {
-        "mode": retry_mode if retry_mode in S3_RETRY_MODES else "standard",
-        "total_max_attempts": max_attempts or S3_WRITE_ATTEMPTS,
-    }
-
-
-def s3_client(options: PipelineOptions, **config: Any) -> Any:  # noqa: ANN401 - a boto3 S3 client
-    """A boto3 S3 client with Beam's S3 options (endpoint, keys, TLS) where set, boto3's own
-    configuration elsewhere, and writes retried per `s3_retries` unless `config` has `retries`."""
-    import boto3
-    import botocore.session
-    from botocore.config import Config
-
-    core = botocore.session.Session()
-    config.setdefault(
-        "retries", s3_retries(core.get_config_variable("max_attempts"), core.get_config_variable("retry_mode"))
-    )
-    s3 = options.view_as(S3Options)
-    return boto3.session.Session(botocore_session=core).client(
-        "s3",
-        endpoint_url=s3.s3_endpoint_url,
-        region_name=s3.s3_region_name,
-        api_version=s3.s3_api_version,
-        aws_access_key_id=s3.s3_access_key_id,
-        aws_secret_access_key=s3.s3_secret_access_key,
-        aws_session_token=s3.s3_session_token,
-        verify=s3.s3_verify,
-        use_ssl=not s3.s3_disable_ssl,
-        config=Config(**config),
-    )

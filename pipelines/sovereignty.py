@@ -1,9 +1,9 @@
 """The data-sovereignty guard: refuse, before a pipeline starts, a source or sink outside
 `--jurisdiction`.
 
-`infra/regions.json` (shared with Terraform) says which regions of each cloud belong to which
-jurisdiction: `allowed_regions.<j>.<cloud>` lists every region inside j (the guard uses this),
-`jurisdictions.<j>.<cloud>` the regions the infrastructure is deployed to.
+`infra/regions.json` (shared with Terraform, read by runners.regions, the one reader the
+runner profiles use too) says which regions of each cloud belong to which jurisdiction,
+and which GCS multi-/dual-regions lie inside each.
 
 Where each resource is:
 
@@ -16,7 +16,8 @@ Where each resource is:
   policy (Pub/Sub may then store messages anywhere) is refused.
 - s3://bucket/... (aws): S3 GetBucketLocation; `--sink_region` only when the look-up is denied.
 - gs://bucket/... (gcp): the bucket's location (multi-/dual-regions EU, EUR4, US, NAM4, ASIA
-  ... map to their jurisdiction); `--sink_region` only when the look-up is denied.
+  ... count for the jurisdiction regions.json puts them in); `--sink_region` only when the
+  look-up is denied.
 - azfs://account/container/... (azure): `--sink_region`; a storage account's region is only
   known to Azure Resource Manager, not to the blob endpoint.
 
@@ -27,71 +28,31 @@ location is what sovereignty is about).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-REGIONS_FILE = Path(__file__).resolve().parents[1] / "infra" / "regions.json"
-REGIONS_FILE_ENV = "REGIONS_JSON"  # the same variable the runner profiles read
-CLOUDS = ("aws", "azure", "gcp")
-_LOG = logging.getLogger(__name__)
+from runners.regions import REGIONS_ENV, Regions, load_regions, regions_path
 
-# GCS multi-regions and predefined dual-regions -> the jurisdiction that contains all their regions.
-GCS_MULTI_REGIONS = {
-    "US": "us",
-    "NAM4": "us",
-    "EU": "eu",
-    "EUR4": "eu",
-    "EUR5": "eu",
-    "EUR7": "eu",
-    "EUR8": "eu",
-    "ASIA": "apac",
-    "ASIA1": "apac",
-}
+LOG = logging.getLogger(__name__)
 
 
 class SovereigntyError(ValueError):
     """A source or sink outside the jurisdiction, or whose location cannot be established."""
 
 
-@dataclass(frozen=True)
-class Regions:
-    """infra/regions.json: `allowed[j][cloud]` = every region inside jurisdiction j."""
-
-    allowed: Mapping[str, Mapping[str, Sequence[str]]]
-    deployed: Mapping[str, Mapping[str, Any]]
-
-    def jurisdictions(self) -> list[str]:
-        return sorted(self.allowed)
-
-    def allows(self, jurisdiction: str, cloud: str, region: str) -> bool:
-        if cloud == "gcp" and region.upper() in GCS_MULTI_REGIONS:
-            return GCS_MULTI_REGIONS[region.upper()] == jurisdiction
-        return region.lower() in {r.lower() for r in self.allowed[jurisdiction].get(cloud, ())}
-
-    def jurisdiction_of(self, cloud: str, region: str) -> str | None:
-        for jurisdiction in self.jurisdictions():
-            if self.allows(jurisdiction, cloud, region):
-                return jurisdiction
-        return None
-
-
-def load_regions(path: str | os.PathLike[str] | None = None) -> Regions:
-    """Reads infra/regions.json (or $REGIONS_JSON)."""
-    path = Path(path or os.environ.get(REGIONS_FILE_ENV) or REGIONS_FILE)
+def _load_regions() -> Regions:
+    path = regions_path()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return load_regions(path)
     except OSError as err:
         raise SovereigntyError(
             f"--jurisdiction needs {path} (the regions of each jurisdiction): {err.strerror}; "
-            f"run from the repository or set {REGIONS_FILE_ENV}."
+            f"run from the repository or set {REGIONS_ENV}."
         ) from None
-    return Regions(allowed=data["allowed_regions"], deployed=data["jurisdictions"])
 
 
 @dataclass(frozen=True)
@@ -121,7 +82,7 @@ def s3_bucket_region(bucket: str, options: PipelineOptions) -> str:
     """S3 GetBucketLocation, with Beam's S3 options (endpoint, keys) or boto3's environment."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from transforms.sink_options import s3_client
+    from transforms.store_clients import s3_client
 
     client = s3_client(options, connect_timeout=5, read_timeout=15, retries={"max_attempts": 3})
     try:
@@ -144,15 +105,10 @@ def gcs_bucket_location(bucket: str, options: PipelineOptions) -> str:
     from google.api_core import exceptions as gexc
     from google.cloud import storage
 
-    from transforms.sink_options import gcs_emulator_host
+    from transforms.store_clients import gcs_storage_client
 
-    project = options.view_as(GoogleCloudOptions).project
-    if gcs_emulator_host():
-        from google.auth.credentials import AnonymousCredentials
-
-        client = storage.Client(project=project or "emulator", credentials=AnonymousCredentials())
-    else:
-        client = storage.Client(project=project)
+    # The sink's own client (anonymous, bound to an emulator) when there is one, else the default.
+    client = gcs_storage_client(options) or storage.Client(project=options.view_as(GoogleCloudOptions).project)
     try:
         found = client.get_bucket(bucket, timeout=15)
     except gexc.Forbidden as err:
@@ -290,16 +246,12 @@ def place_sink(role: str, path: str, sink_region: str | None, options: PipelineO
         return Placement(role, path, cloud, (sink_region,), f"--sink_region ({err})", resource)
     except LookupFailed as err:
         raise SovereigntyError(f"--jurisdiction cannot tell where the {role} {path} is: {err}.") from None
-    if sink_region and not _same_region(cloud, sink_region, region):
-        _LOG.warning(
+    if sink_region and sink_region.lower() != region.lower():
+        LOG.warning(
             "--sink_region %s disagrees with the %s %s: %s is in %s (%s); the guard uses %s.",
             sink_region, role, path, resource, region, how, region,
         )  # fmt: skip
     return Placement(role, path, cloud, (region,), how, resource)
-
-
-def _same_region(cloud: str, a: str, b: str) -> bool:
-    return a.lower() == b.lower()
 
 
 # --- the guard ------------------------------------------------------------------------------
@@ -308,12 +260,12 @@ def _same_region(cloud: str, a: str, b: str) -> bool:
 def _refusal(jurisdiction: str, placement: Placement, outside: Sequence[str], regions: Regions) -> str:
     cloud = placement.cloud or ""
     where = ", ".join(placement.regions)
-    allowed = ", ".join(regions.allowed[jurisdiction].get(cloud, ())) or "none"
+    allowed = ", ".join(regions.allowed_in(jurisdiction, cloud)) or "none"
     elsewhere = sorted({j for r in outside if (j := regions.jurisdiction_of(cloud, r))})
     note = f" ({' / '.join(elsewhere)} jurisdiction)" if elsewhere else ""
     extra = ""
     if cloud == "gcp":
-        multi = sorted(m for m, j in GCS_MULTI_REGIONS.items() if j == jurisdiction)
+        multi = sorted(regions.multi_regions_in(jurisdiction))
         extra = f" (or the multi-/dual-regions {', '.join(multi)})" if multi else ""
     return (
         f"--jurisdiction {jurisdiction} refuses the {placement.role} {placement.uri}: "
@@ -348,7 +300,7 @@ def enforce_jurisdiction(
     Returns the placements (for logging); raises SovereigntyError with one clear sentence."""
     if not jurisdiction:
         return []
-    regions = regions or load_regions()
+    regions = regions or _load_regions()
     if jurisdiction not in regions.allowed:
         raise SovereigntyError(
             f"--jurisdiction {jurisdiction!r} is not in infra/regions.json; use one of "

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
-from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-# Registers the pipeline's own options (--source, --jurisdiction, ...) so profiles can read them.
-import pipelines.options  # noqa: F401
+from runners.regions import REGIONS_ENV, load_regions, regions_path
 
 UNBOUNDED_SCHEMES = ("kinesis", "eventhubs", "pubsub")
-REGIONS_ENV = "REGIONS_JSON"
 
 
 class ProfileError(ValueError):
@@ -38,6 +32,14 @@ def to_flags(values: Mapping[str, object]) -> list[str]:
 def explicit(options: PipelineOptions) -> dict[str, object]:
     """Options given on the command line (or by a profile), not left at their defaults."""
     return options.get_all_options(drop_default=True, retain_unknown_options=True)
+
+
+def pipeline_option(options: PipelineOptions, name: str) -> object:
+    """The value of one of the pipeline's own options (--source, --jurisdiction, ...), None when unset.
+
+    Runners do not import the pipeline, so its option classes may not be registered: unknown
+    options are retained, as strings (a number given as --max_records=5 reads "5")."""
+    return options.get_all_options(retain_unknown_options=True).get(name)
 
 
 def require(value: object, option: str, fix: str) -> None:
@@ -67,40 +69,28 @@ def fill_streaming(options: PipelineOptions) -> bool:
     return bool(standard.streaming)
 
 
-def regions_file() -> Path | None:
-    """infra/regions.json: $REGIONS_JSON, else the repository copy next to this package."""
-    candidates = [os.environ.get(REGIONS_ENV), Path(__file__).resolve().parents[1] / "infra" / "regions.json"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
-
-
-@lru_cache(maxsize=4)
-def _load_regions(path: str) -> dict[str, object]:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def check_region_in_jurisdiction(options: PipelineOptions, cloud: str, region: str, option: str) -> None:
-    """Refuse workers outside --jurisdiction (regions.json allowed_regions.<j>.<cloud>)."""
-    jurisdiction = options.get_all_options(retain_unknown_options=True).get("jurisdiction")
+    """Refuse workers outside --jurisdiction (runners.regions: allowed_regions.<j>.<cloud>, any case)."""
+    jurisdiction = pipeline_option(options, "jurisdiction")
     if not jurisdiction:
         return
-    path = regions_file()
-    if path is None:
+    path = regions_path()
+    try:
+        regions = load_regions(path)
+    except OSError as err:
         raise ProfileError(
-            f"--jurisdiction={jurisdiction} needs infra/regions.json: set {REGIONS_ENV} to its path."
+            f"--jurisdiction={jurisdiction} needs infra/regions.json ({path}: {err.strerror}): "
+            f"set {REGIONS_ENV} to its path."
+        ) from None
+    jurisdiction = str(jurisdiction)
+    if jurisdiction not in regions.allowed:
+        raise ProfileError(
+            f"--jurisdiction={jurisdiction} is not in {path}; use one of {', '.join(regions.jurisdictions())}."
         )
-    allowed_by_j = _load_regions(str(path)).get("allowed_regions", {})
-    if not isinstance(allowed_by_j, dict) or jurisdiction not in allowed_by_j:
-        known = ", ".join(sorted(allowed_by_j)) if isinstance(allowed_by_j, dict) else ""
-        raise ProfileError(f"--jurisdiction={jurisdiction} is not in {path}; use one of {known}.")
-    allowed: Sequence[str] = allowed_by_j[jurisdiction].get(cloud, [])
-    if region not in allowed:
+    if not regions.allows(jurisdiction, cloud, region):
         raise ProfileError(
             f"--{option}={region} puts the workers outside jurisdiction {jurisdiction}; "
-            f"use one of {', '.join(allowed)}."
+            f"use one of {', '.join(regions.allowed_in(jurisdiction, cloud))}."
         )
 
 

@@ -15,7 +15,7 @@ double the traffic and add nothing).
 Writes go through Beam's own IO clients for each store (S3IO, GcsIO, BlobStorageIO), built
 once per DoFn instance from the pipeline options that Beam hands its filesystems, instead of
 `FileSystems.create`, which builds a new client (a new boto3 session, ~0.2 s) for every call.
-The S3 client retries in boto3's standard mode (see transforms/sink_options.py), so a store
+The S3 client retries in boto3's standard mode (see transforms/store_clients.py), so a store
 that refuses writes for a minute or two delays the run instead of failing it. See docs/storage.md.
 """
 
@@ -35,7 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.metrics import NAMESPACE
 from transforms.formats import EXTENSIONS, MIME_TYPES, encode
 from transforms.partition_paths import OutputRoot, partition_segment
-from transforms.sink_options import gcs_emulator_host, s3_client
+from transforms.store_clients import gcs_storage_client, s3_store_client
 
 OBJECT_STORE_SCHEMES = ("s3", "gs", "azfs")
 
@@ -58,32 +58,6 @@ def filesystem_options() -> PipelineOptions:
     if isinstance(options, PipelineOptions):
         return options
     return PipelineOptions.from_dictionary(options) if options else PipelineOptions([])
-
-
-def gcs_storage_client(options: PipelineOptions) -> Any:  # noqa: ANN401 - google.cloud.storage.Client
-    """An anonymous client bound to STORAGE_EMULATOR_HOST when set, else None (Beam's default).
-
-    Without this, Beam first looks for Application Default Credentials and retries for ~25 s
-    on a machine that has none, although an emulator needs none."""
-    if not gcs_emulator_host():
-        return None
-    from apache_beam.options.pipeline_options import GoogleCloudOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    project = options.view_as(GoogleCloudOptions).project or "emulator"
-    return storage.Client(project=project, credentials=AnonymousCredentials())
-
-
-def s3_store_client(options: PipelineOptions) -> Any:  # noqa: ANN401 - Beam's S3 client
-    """Beam's S3 client wrapper over a boto3 client with the sink's retries (`s3_client`)."""
-    from apache_beam.io.aws.clients.s3.boto3_client import Client
-
-    # Beam builds its boto3 client without a retry config (boto3's legacy default: 5 attempts,
-    # ~7 s); the wrapper has no way in for one, so its client is replaced once, at setup.
-    store_client = Client(options)
-    store_client.client = s3_client(options)
-    return store_client
 
 
 class SinkWriteError(OSError):

@@ -235,7 +235,7 @@ def test_credentials_inside_option_values_are_refused(option, value, tmp_path, c
 def test_options_naming_where_a_secret_is_are_accepted():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from transforms.sink_options import check_sink_options
+    from pipelines.sink_options import check_sink_options
 
     check_sink_options(PipelineOptions(["--eventhubs_connection_string_env", "MY_HUB", "--s3_endpoint_url", "x"]))
 

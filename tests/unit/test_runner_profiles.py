@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
+import subprocess
+import sys
 from contextlib import redirect_stdout
+from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import (
@@ -21,6 +25,7 @@ from apache_beam.options.pipeline_options import (
 import runners
 from runners import ProfileError, dataflow, direct, flink, spark
 from runners.__main__ import main as runners_main
+from runners._common import pipeline_option
 from runners.flink import FlinkCheckpointOptions
 
 GCP_PROFILE = {
@@ -109,8 +114,8 @@ def test_dataflow_builds_options_from_terraform_outputs():
     # Pub/Sub is unbounded: streaming with Streaming Engine.
     assert options.view_as(StandardOptions).streaming is True
     assert gcp.enable_streaming_engine is True
-    assert options.get_all_options()["sink_region"] == "europe-west1"
-    assert options.get_all_options()["jurisdiction"] == "eu"
+    assert pipeline_option(options, "sink_region") == "europe-west1"
+    assert pipeline_option(options, "jurisdiction") == "eu"
 
 
 def test_dataflow_fills_staging_and_worker_cap():
@@ -167,7 +172,7 @@ def test_flink_builds_emr_options_once_the_master_is_known():
     assert (portable.environment_type, portable.environment_config) == ("EXTERNAL", "localhost:50000")
     assert options.view_as(StandardOptions).streaming is True
     assert options.view_as(FlinkCheckpointOptions).checkpointing_interval == 60000
-    assert options.get_all_options()["source"] == AWS_PROFILE["source"]
+    assert pipeline_option(options, "source") == AWS_PROFILE["source"]
 
 
 def test_flink_builds_hdinsight_options():
@@ -241,7 +246,8 @@ def test_spark_refuses_streaming_and_names_the_alternatives():
     with pytest.raises(ProfileError, match=r"--max_records or --max_read_time.*--runner=FlinkRunner"):
         spark.build_options(AZURE_PROFILE, source=AZURE_PROFILE["source"])
     bounded = spark.build_options(AZURE_PROFILE, source=AZURE_PROFILE["source"], max_read_time=600)
-    assert bounded.get_all_options()["max_read_time"] == 600
+    # A string where the pipeline's options are not registered (runners never import them).
+    assert float(pipeline_option(bounded, "max_read_time")) == 600
 
 
 def test_spark_requires_an_explicit_master():
@@ -274,7 +280,7 @@ def test_direct_defaults_and_refuses_multi_threading():
     with pytest.raises(ProfileError, match=expected):
         direct.build_options(direct_running_mode="multi_threading")
     options = direct.build_options(GCP_PROFILE, direct_running_mode="multi_processing", direct_num_workers=2)
-    assert options.get_all_options()["output"] == GCP_PROFILE["output"]
+    assert pipeline_option(options, "output") == GCP_PROFILE["output"]
 
 
 def test_apply_profile_dispatches_on_the_runner_option():
@@ -297,3 +303,63 @@ def test_cli_prints_flags_from_terraform_output_json(tmp_path):
     printed = buffer.getvalue()
     assert "--runner=DataflowRunner" in printed and "--temp_location=gs://" in printed
     assert runners_main(["--runner", "DataflowRunner", "--region", "us-central1", "--tf-output", str(path)]) == 2
+
+
+# --- runners stand apart from the pipeline --------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module `path` imports, at the top or inside a function."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
+
+
+def test_no_runner_module_imports_the_pipeline():
+    offenders = [
+        f"{path.relative_to(REPO)}: {name}"
+        for path in sorted((REPO / "runners").rglob("*.py"))
+        for name in _imports(path)
+        if name.split(".")[0] == "pipelines"
+    ]
+    assert not offenders
+
+
+# Profiles read the pipeline's options (--source, --max_read_time, --jurisdiction) whether or not
+# the pipeline's option classes are registered: a fresh interpreter shows what a runner alone sees.
+PROFILE_CHECKS = """
+import json, sys
+{register}
+from runners import ProfileError, dataflow, spark
+gcp, azure = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert dataflow.build_options(gcp).view_as(dataflow.StandardOptions).streaming is True
+assert not dataflow.build_options(gcp, max_records=1000).view_as(dataflow.StandardOptions).streaming
+spark.build_options(azure, source=azure["source"], max_read_time=600)
+for build in (lambda: spark.build_options(azure, source=azure["source"]),
+              lambda: dataflow.build_options(gcp, jurisdiction="us")):
+    try:
+        build()
+    except ProfileError:
+        pass
+    else:
+        raise AssertionError("not refused")
+print(sorted(m for m in sys.modules if m.split(".")[0] == "pipelines"))
+"""
+
+
+@pytest.mark.parametrize("registered", [False, True], ids=["runners-alone", "with-the-cli-options"])
+def test_profiles_read_the_pipeline_options_without_importing_them(registered):
+    script = PROFILE_CHECKS.format(register="import pipelines.options" if registered else "")
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(GCP_PROFILE), json.dumps(AZURE_PROFILE)],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().replace("'", '"'))
+    assert loaded == (["pipelines", "pipelines.options"] if registered else [])

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.sink_options import S3_WRITE_ATTEMPTS, s3_client
-from transforms.sinks import s3_store_client
+from transforms.store_clients import S3_WRITE_ATTEMPTS, s3_client, s3_store_client
 
 
 @pytest.fixture(autouse=True)

@@ -18,10 +18,11 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from pipelines.config import ConfigError, build_config
 from pipelines.run import parse_options
+from pipelines.sink_options import check_sink_options
 from transforms import sinks
 from transforms.formats import PUBLISHED_SCHEMA, arrow_schema, avro_schema, encode, published_avro_schema
-from transforms.sink_options import SinkOptionError, check_sink_options
-from transforms.sinks import WriteAggregates, WriteDeadLetters, gcs_storage_client, object_writer
+from transforms.sinks import WriteAggregates, WriteDeadLetters, object_writer
+from transforms.store_clients import gcs_storage_client
 
 DIMS = ("region", "key")
 
@@ -224,7 +225,7 @@ def test_gcs_client_is_anonymous_only_for_an_emulator(monkeypatch: pytest.Monkey
 
 
 def test_connection_string_never_on_the_command_line() -> None:
-    with pytest.raises(SinkOptionError, match="export AZURE_STORAGE_CONNECTION_STRING instead"):
+    with pytest.raises(ConfigError, match="export AZURE_STORAGE_CONNECTION_STRING instead"):
         check_sink_options(PipelineOptions(["--azure_connection_string=AccountKey=s3cret"]))
     with pytest.raises(ConfigError) as err:
         build_config(parse_options(["--output", "azfs://a/cont/x", "--azure_connection_string", "AccountKey=s3cret"]))

@@ -12,15 +12,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from io_connectors.uri import parse_source
 from pipelines.config import ConfigError, build_config
 from pipelines.run import parse_options
-from transforms.sovereignty import (
-    REGIONS_FILE,
-    LookupDenied,
-    LookupFailed,
-    Lookups,
-    SovereigntyError,
-    enforce_jurisdiction,
-    load_regions,
-)
+from pipelines.sovereignty import LookupDenied, LookupFailed, Lookups, SovereigntyError, enforce_jurisdiction
+from runners.regions import REGIONS_FILE, load_regions
 
 REGIONS = load_regions()
 LOCAL = parse_source("synthetic://?events=10")
