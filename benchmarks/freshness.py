@@ -231,7 +231,7 @@ def _run_cli(service: Any, stream: str, output: Path, log_path: Path) -> tuple[f
 
 def bounded_read(service: Any, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Streaming DirectRunner (--streaming), bounded Kinesis read (--kinesis_read_to_latest)."""
-    from io_connectors.kinesis import KinesisPutter
+    from io_connectors.kinesis_producer import KinesisPutter
     from io_connectors.synthetic import SyntheticConfig, generate
 
     client = service.client()

@@ -100,7 +100,7 @@ def produce_paced(
     """Put `rate` events/s for `duration_s`, one PutRecords call per 50 ms tick; each event's
     send time is the wall clock just before its call. Falls behind (and says so in the log's
     achieved rate) when a call takes longer than a tick."""
-    from io_connectors.kinesis import KinesisPutter
+    from io_connectors.kinesis_producer import KinesisPutter
 
     rng = random.Random(seed)
     log = SendLog()
@@ -135,7 +135,7 @@ def wait_until_live(client: Any, stream: str, output: Path, timeout_s: float, al
     """Send a probe event every 200 ms until a pane of the probe group is written; seconds waited.
 
     Starting the measured phase only then keeps the pipeline's start-up out of the latencies."""
-    from io_connectors.kinesis import KinesisPutter
+    from io_connectors.kinesis_producer import KinesisPutter
 
     putter = KinesisPutter(client, stream)
     started = time.monotonic()

@@ -9,17 +9,19 @@ when its input is finished, so an unbounded read shows no pane at all until it e
 BundleBasedDirectRunner fires processing-time (early) panes while the read goes on.
 
 That runner expands a splittable DoFn with a GroupByKey, which it refuses on an unbounded input
-in the global window, i.e. on ReadFromKinesis' shard-discovery output. For a kinesis:// source
-this wrapper therefore lists the shards once and feeds them (a bounded input) straight to the
-connector's own unbounded shard reader: the same reader, without resharding discovery.
+in the global window, i.e. on ReadFromKinesis' shard discovery while it follows resharding. For a
+kinesis:// source this wrapper therefore builds the public ReadFromKinesis with
+`follow_resharding=False` (the shards are listed once, a bounded step) and with `max_call_s` set
+to --sdf_checkpoint_s: the same reader, without resharding discovery.
 
 Beam 2.77's streaming BundleBasedDirectRunner also fails on any splittable DoFn ("Transform
 node ...ProcessKeyedElements/GroupByKey... was not replaced as expected"): the GroupByKey that
 its SDF expansion adds is expanded after the streaming GroupByKey overrides have run.
-`_streaming_sdf_overrides` re-applies those overrides last. That runner's SDF invoker predates
-`tracker.defer_remainder()` (see `_patched_invoker`), and it lets the watermark run ahead of a
-read before the read's first bundle commits (see `_hold_unbounded_reads`). All of this is patched
-in this process only; docs/benchmarks-freshness.md tells the whole story.
+`_streaming_sdf_overrides` re-applies those overrides last. That runner's SDF path never calls
+a splittable DoFn's setup() and predates `tracker.defer_remainder()` (see `_patched_sdf_runner`),
+and it lets the watermark run ahead of a read before the read's first bundle commits (see
+`_hold_unbounded_reads`). All of this is patched in this process only;
+docs/benchmarks-freshness.md tells the whole story.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from dataclasses import replace
+import weakref
 from typing import Iterator, Sequence
 
 import apache_beam as beam
@@ -55,43 +56,36 @@ def _streaming_sdf_overrides() -> None:
     direct_runner._get_transform_overrides = overrides  # noqa: SLF001
 
 
-def _legacy_shard_reader(config: object) -> beam.DoFn:
-    """The connector's unbounded shard reader, its body run eagerly (see `_patched_invoker`)."""
-    from io_connectors import kinesis
+def _patched_sdf_runner() -> None:
+    """Make the runner set up splittable DoFns and keep the residual of `tracker.defer_remainder()`.
 
-    class _EagerShardReader(kinesis._UnboundedReadShard):  # noqa: SLF001 - the connector's reader
-        @beam.DoFn.unbounded_per_element()
-        def process(
-            self,
-            shard: object,
-            tracker: object = beam.DoFn.RestrictionParam(),
-            estimator: object = beam.DoFn.WatermarkEstimatorParam(),
-        ) -> list:
-            if not hasattr(self, "_client"):
-                self.setup()  # this runner's SDF path never calls setup()
-            last_call = self._last_call.get(shard.shard_id, 0.0)
-            if time.monotonic() - last_call < kinesis.MIN_CALL_INTERVAL_S:
-                # Too early for this shard's next GetRecords: come back rather than sleep, since this
-                # runner runs every step on one thread and a sleeping read stalls all the others.
-                tracker.defer_remainder()
-                return []
-            # A list, not a generator: the runner checks and collects the deferral right after
-            # this call returns, before it iterates the outputs.
-            return list(self._read(shard, tracker, estimator))
-
-    return _EagerShardReader(config)
-
-
-def _patched_invoker() -> None:
-    """Make the runner keep the residual of `tracker.defer_remainder()`.
-
-    Beam's SDFProcessElementInvoker discards what `invoke_process` returns (the deferred
-    residual) and checkpoints only from a timer, which outlives its call and then cuts the next
-    call's restriction, dropping its residual: the read silently ends. This version takes the
-    residual from `invoke_process` and sets no timer; the delay asked for is not honoured (the
-    runner re-invokes at once), and the reader's own pacing (5 GetRecords/s a shard) bounds polling.
+    The runner's ProcessFn never calls the splittable DoFn's setup(): it now does, once a DoFn. Beam's
+    SDFProcessElementInvoker discards what `invoke_process` returns (the deferred residual) and
+    checkpoints only from a timer, which outlives its call and then cuts the next call's
+    restriction, dropping its residual: the read silently ends. This version takes the residual
+    from `invoke_process` and sets no timer; the delay asked for is not honoured (the runner
+    re-invokes at once), and the reader's own pacing (5 GetRecords/s a shard) bounds polling.
+    The runner asks for the deferral right after process() returns, before it iterates the
+    outputs: the output handler now runs a generator's body at once.
     """
     from apache_beam.runners.direct import sdf_direct_runner
+
+    process_fn_cls = sdf_direct_runner.ProcessFn
+    set_up: weakref.WeakSet = weakref.WeakSet()
+
+    def setup(self: object) -> None:
+        # A ProcessFn is made per bundle around the same splittable DoFn: set that up only once.
+        if self.sdf not in set_up:
+            self.sdf.setup()
+            set_up.add(self.sdf)
+
+    process_fn_cls.setup = setup
+
+    def handle_process_outputs(self: object, windowed_input_element: object, output_iter: object,
+                               watermark_estimator: object = None) -> None:
+        self.output_iter = list(output_iter or ())
+
+    sdf_direct_runner._OutputHandler.handle_process_outputs = handle_process_outputs  # noqa: SLF001
 
     invoker_cls = sdf_direct_runner.SDFProcessElementInvoker
 
@@ -145,27 +139,15 @@ def _hold_unbounded_reads() -> None:
     manager_cls.__init__ = __init__
 
 
-def read_listed_shards(config: JobConfig, options: PipelineOptions, slice_s: float) -> beam.PTransform:
-    """The connector's unbounded per-shard reader over the shards listed now."""
-    from io_connectors import kinesis
-    from io_connectors.kinesis_core import StartPosition
+def read_once_listed(config: JobConfig, options: PipelineOptions, slice_s: float) -> beam.PTransform:
+    """The public Kinesis read of the command line, its shards listed once, checkpointing every
+    `slice_s` seconds."""
+    from io_connectors.after_run import AfterRun
+    from io_connectors.kinesis import ReadFromKinesis
+    from pipelines.adapters import kinesis as kinesis_adapter
 
-    read = kinesis.source_from_uri(config.source, options)
-    settings = replace(read.config, max_bundle_s=slice_s)
-    if settings.start_position != "TRIM_HORIZON":
-        raise ConfigError("this wrapper reads Kinesis from TRIM_HORIZON only (--kinesis_start_position TRIM_HORIZON)")
-    client = kinesis.make_client(settings.region, settings.endpoint_url)
-    shards = [
-        kinesis.KinesisShard(settings.stream, s["ShardId"], (), StartPosition("TRIM_HORIZON"))
-        for s in kinesis.list_shards(client, settings.stream)
-    ]
-    reader = _legacy_shard_reader(settings)
-
-    class _ReadShards(beam.PTransform):
-        def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-            return pbegin | "Shards" >> beam.Create(shards) | "ReadShards" >> beam.ParDo(reader)
-
-    return _ReadShards()
+    arguments = kinesis_adapter.read_arguments(config.source, options)
+    return ReadFromKinesis(after_run=AfterRun(), **{**arguments, "max_call_s": slice_s, "follow_resharding": False})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     known, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _patched_invoker()
+    _patched_sdf_runner()
     _hold_unbounded_reads()
     options = parse_options(rest)
     try:
@@ -195,12 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _streaming_sdf_overrides()
     pipeline = beam.Pipeline(runner=BundleBasedDirectRunner(), options=options)
     if config.source.scheme == "kinesis":
-        try:
-            read = read_listed_shards(config, options, known.sdf_checkpoint_s)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        add_analytics(pipeline | "Read" >> read, config)
+        add_analytics(pipeline | "Read" >> read_once_listed(config, options, known.sdf_checkpoint_s), config)
     else:
         build_pipeline(pipeline, config)
     # No runner-API round trip: it loses the runner's own replacement of splittable DoFns.

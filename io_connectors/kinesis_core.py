@@ -1,5 +1,6 @@
-"""The parts of the Kinesis reader that need no AWS SDK: restriction, tracker, watermark
-estimator, backoff and the batch type. Unit-tested without a pipeline or a server.
+"""The parts of the Kinesis reader that need no AWS SDK: its settings, the shard element, the
+restriction and tracker, backoff, the batch type and which shards a read knows and has finished.
+Unit-tested without a pipeline or a server.
 
 Positions are Kinesis sequence numbers: decimal strings of up to 128-bit integers, compared as
 ints. A shard's restriction says where its iterator opens (`start`) and, once a checkpoint has
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import random
 import threading
-import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
-from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker, WatermarkEstimator
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 
+from io_connectors.kinesis_client import GET_RECORDS_LIMIT
+from io_connectors.read_core import StreamReadSettings
 from io_connectors.records import RawBatch
 
 # Claims that end a restriction instead of naming a record.
@@ -28,7 +30,6 @@ STOP = "STOP"  # a bounded read (--max_records, --max_read_time, read-to-latest)
 EMPTY = -1  # stop_after of a restriction that may claim nothing (a checkpoint before any claim)
 
 ITERATOR_TYPES = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
-MIN_WATERMARK_MS = MIN_TIMESTAMP.micros // 1000 + 1
 
 
 class StartPosition(NamedTuple):
@@ -94,10 +95,6 @@ class ShardTracker(RestrictionTracker):
 
     def current_restriction(self) -> ShardRestriction:
         return self._restriction
-
-    @property
-    def last_claimed(self) -> int | None:
-        return self._last
 
     def try_claim(self, position: Any) -> bool:
         if isinstance(position, tuple) and position[0] == ADOPT:
@@ -182,69 +179,6 @@ def backlog_size(backlog_ms: int | None) -> float:
     return 1.0 + max(backlog_ms or 0, 0) / 1000.0
 
 
-class WatermarkState(NamedTuple):
-    watermark_ms: int = MIN_WATERMARK_MS
-    last_activity_ms: int = 0  # when records last arrived (clock ms); 0: never
-
-
-class ShardWatermarkEstimator(WatermarkEstimator):
-    """Watermark of one shard from its records' times (arrival or event time), never moving back.
-
-    A caught-up shard with no new records for `idle_after_ms` advances to `now - idle_lag_ms`:
-    records that arrive later carry arrival times near `now`, and the lag absorbs clock skew.
-    The clock is injected so tests can drive idleness without waiting.
-    """
-
-    def __init__(
-        self,
-        state: WatermarkState | None = None,
-        clock_ms: Callable[[], int] | None = None,
-        idle_after_ms: int = 2_000,
-        idle_lag_ms: int = 2_000,
-    ) -> None:
-        state = WatermarkState(*state) if state is not None else WatermarkState()
-        self._watermark_ms = state.watermark_ms
-        self._last_activity_ms = state.last_activity_ms
-        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self._idle_after_ms = idle_after_ms
-        self._idle_lag_ms = idle_lag_ms
-
-    def observe_timestamp(self, timestamp: Timestamp) -> None:
-        # Output timestamps are derived from the watermark itself; the records drive it.
-        pass
-
-    def current_watermark(self) -> Timestamp:
-        if self._watermark_ms <= MIN_WATERMARK_MS:
-            return MIN_TIMESTAMP
-        return Timestamp(micros=self._watermark_ms * 1000)
-
-    def watermark_ms(self) -> int:
-        return self._watermark_ms
-
-    def get_estimator_state(self) -> WatermarkState:
-        return WatermarkState(self._watermark_ms, self._last_activity_ms)
-
-    def observe_records(self, times_ms: Sequence[int]) -> None:
-        """Records were read: the watermark may rise to their earliest time (never falls)."""
-        self._last_activity_ms = self._clock_ms()
-        if times_ms:
-            self._watermark_ms = max(self._watermark_ms, min(times_ms))
-
-    def observe_idle(self, now_ms: int | None = None) -> bool:
-        """A caught-up poll found nothing; returns True when the watermark advanced."""
-        now = self._clock_ms() if now_ms is None else now_ms
-        if self._last_activity_ms == 0:
-            self._last_activity_ms = now  # idleness is measured from the first idle poll
-            return False
-        if now - self._last_activity_ms < self._idle_after_ms:
-            return False
-        target = now - self._idle_lag_ms
-        if target <= self._watermark_ms:
-            return False
-        self._watermark_ms = target
-        return True
-
-
 class Backoff:
     """Exponential backoff with jitter, counted per key (a shard), reset by a success."""
 
@@ -298,9 +232,57 @@ class KinesisBatch(RawBatch):
         return (*tuple(self), self.partition_keys, self.shard_id)
 
 
-class ReadRegistry:
-    """Process-local coordination of one read (keyed by its read id): the --max_records budget,
-    the --max_read_time deadline and which shards are finished (so children wait for parents).
+
+
+@dataclass(frozen=True, kw_only=True)
+class KinesisReadConfig(StreamReadSettings):
+    """Everything a Kinesis read needs besides the shared bounds, fixed at construction
+    (picklable: it travels to the workers)."""
+
+    stream: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    start_position: str = "LATEST"  # of the shards listed first; later shards read from their start
+    start_timestamp_ms: int | None = None  # AT_TIMESTAMP
+    watermark: str = "arrival"  # or "event_time": from `event_time_field` in `event_time_unit`
+    event_time_field: str = "event_time"
+    event_time_unit: str = "ms"
+    poll_interval_s: float = 1.0  # wait after an empty GetRecords
+    discovery_interval_s: float = 10.0  # between shard listings of an unbounded read
+    follow_resharding: bool = True  # False: an unbounded read lists the shards once, at its start
+    parent_wait_s: float = 120.0  # longest wait for parents another worker process reads
+    records_per_call: int = GET_RECORDS_LIMIT
+    spare_readers: int = 4  # a bounded read's readers for shards created after its one listing
+    idle_after_s: float = 2.0
+
+    def problems(self) -> list[str]:
+        """Readable problems with the settings (empty when all is well)."""
+        problems = self.bound_problems()
+        if not self.stream:
+            problems.append("the stream name is empty")
+        if self.start_position not in ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"):
+            problems.append(f"start position {self.start_position!r} must be LATEST, TRIM_HORIZON or AT_TIMESTAMP")
+        if self.start_position == "AT_TIMESTAMP" and self.start_timestamp_ms is None:
+            problems.append("AT_TIMESTAMP needs a start timestamp")
+        if self.watermark not in ("arrival", "event_time"):
+            problems.append(f"watermark {self.watermark!r} must be arrival or event_time")
+        if not 1 <= self.records_per_call <= GET_RECORDS_LIMIT:
+            problems.append(f"records_per_call must be within 1..{GET_RECORDS_LIMIT}")
+        return problems
+
+
+class KinesisShard(NamedTuple):
+    """One shard to read: the element of the per-shard reader."""
+
+    stream: str
+    shard_id: str  # "" for a spare reader, which adopts a shard created after the listing
+    parents: tuple[str, ...] = ()  # parent shards this read must finish first
+    start: StartPosition = StartPosition("TRIM_HORIZON")
+
+
+class ShardRegistry:
+    """Which shards a read (keyed by its read id) knows and has finished, so that children wait
+    for their parents and spare readers adopt only shards nobody reads.
 
     Exact on the DirectRunner, where every bundle runs in this process. On a distributed runner
     each worker process keeps its own (see docs/kinesis.md).
@@ -308,38 +290,8 @@ class ReadRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._budgets: dict[str, int] = {}
-        self._started: dict[str, float] = {}
         self._finished: dict[str, set[str]] = {}
         self._known: dict[str, set[str]] = {}
-
-    def take(self, read_id: str, limit: int | None, wanted: int) -> int:
-        if limit is None:
-            return wanted
-        with self._lock:
-            remaining = self._budgets.setdefault(read_id, limit)
-            granted = min(remaining, wanted)
-            self._budgets[read_id] = remaining - granted
-            return granted
-
-    def give_back(self, read_id: str, count: int) -> None:
-        if count > 0:
-            with self._lock:
-                self._budgets[read_id] = self._budgets.get(read_id, 0) + count
-
-    def exhausted(self, read_id: str, limit: int | None) -> bool:
-        if limit is None:
-            return False
-        with self._lock:
-            return self._budgets.setdefault(read_id, limit) <= 0
-
-    def past_deadline(self, read_id: str, seconds: float | None, now: float | None = None) -> bool:
-        if seconds is None:
-            return False
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            started = self._started.setdefault(read_id, now)
-        return now - started >= seconds
 
     def add_known(self, read_id: str, shard_ids: Iterable[str]) -> None:
         with self._lock:
@@ -366,5 +318,9 @@ class ReadRegistry:
         with self._lock:
             return shard_id in self._finished.get(read_id, ())
 
+    def all_finished(self, read_id: str) -> bool:
+        with self._lock:
+            return self._known.get(read_id, set()) <= self._finished.get(read_id, set())
 
-REGISTRY = ReadRegistry()
+
+SHARDS = ShardRegistry()

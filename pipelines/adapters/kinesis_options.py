@@ -1,7 +1,8 @@
-"""Options of the Kinesis source (`--kinesis_*`), kept beside the connector but importing only
-Beam, so that `python -m pipelines.run --help` lists them even where boto3 is missing.
+"""Options of the Kinesis source (`--kinesis_*`), importing only Beam, so that
+`python -m pipelines.run --help` lists them even where boto3 is missing.
 
---max_records and --max_read_time (AnalyticsOptions) bound a Kinesis read too.
+--max_records and --max_read_time (AnalyticsOptions) bound a Kinesis read too;
+pipelines/adapters/kinesis.py maps all of them onto the connector.
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ from io_connectors.timestamps import to_epoch_millis
 
 START_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 WATERMARK_MODES = ("arrival", "event_time")
-
-
-def parse_start_timestamp(raw: str) -> int:
-    """Epoch millis (digits) or ISO-8601 (naive means UTC) -> epoch millis; ValueError otherwise."""
-    return to_epoch_millis(raw)
 
 
 class KinesisOptions(PipelineOptions):
@@ -87,7 +83,7 @@ class KinesisOptions(PipelineOptions):
                 )
             else:
                 try:
-                    parse_start_timestamp(self.kinesis_start_timestamp)
+                    to_epoch_millis(self.kinesis_start_timestamp)
                 except ValueError:
                     problems.append(
                         f"--kinesis_start_timestamp {self.kinesis_start_timestamp!r} is neither epoch millis "

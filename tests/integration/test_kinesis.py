@@ -1,4 +1,4 @@
-"""Kinesis reader and writer over the wire against kinesalite (real GetRecords/PutRecords caps,
+"""Kinesis reader and producer over the wire against kinesalite (real GetRecords/PutRecords caps,
 split/merge with closed shards that end like AWS's): pipeline CLI runs with exact aggregates,
 checkpoint/resume, resharding while records flow, throttling and a deleted stream."""
 
@@ -29,7 +29,7 @@ from io_connectors.kinesis import (
     StreamNotFound,
     _ReadShard,
 )
-from io_connectors.kinesis_core import REGISTRY, ShardWatermarkEstimator
+from io_connectors.kinesis_core import SHARDS
 from io_connectors.synthetic import SyntheticConfig, generate
 from tests.services.throttling import ThrottlingProxy
 
@@ -53,7 +53,7 @@ def _produce(env: dict, stream: str, records: list[bytes], tmp_path: Path) -> di
     path = tmp_path / f"{stream}.jsonl"
     path.write_bytes(b"\n".join(records) + b"\n")
     done = subprocess.run(
-        [sys.executable, "-m", "io_connectors.kinesis", "produce", "--stream", stream, "--from-file", str(path)],
+        [sys.executable, "-m", "io_connectors.kinesis_producer", "--stream", stream, "--from-file", str(path)],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -164,7 +164,7 @@ def test_cli_read_to_latest_streaming_closes_windows(kinesis_service, env, tmp_p
 def _drive(dofn: _ReadShard, shard: KinesisShard, restriction, estimator_state=None, checkpoint_after=None):
     """Runs process() like a runner: returns (outputs, residual or None, estimator state)."""
     tracker = ThreadsafeRestrictionTracker(dofn.create_tracker(restriction))
-    estimator = ShardWatermarkEstimator(estimator_state)
+    estimator = dofn.create_watermark_estimator(estimator_state or dofn.initial_estimator_state(shard, restriction))
     outputs = []
     for index, value in enumerate(dofn.process(shard, RestrictionTrackerView(tracker), estimator)):
         outputs.append(value.value)
@@ -182,8 +182,9 @@ def test_checkpoint_and_resume_reads_every_record_once(kinesis_service, env):
         client.put_records(StreamName=stream, Records=[
             {"Data": f"r{chunk * 500 + i}".encode(), "PartitionKey": "k"} for i in range(500)])
     shard_id = client.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
-    config = KinesisReadConfig(stream, "us-east-1", kinesis_service.endpoint_url, start_position="TRIM_HORIZON",
-                               records_per_call=700, poll_interval_s=0.1, read_id=uuid.uuid4().hex)
+    config = KinesisReadConfig(stream=stream, region="us-east-1", endpoint_url=kinesis_service.endpoint_url,
+                               start_position="TRIM_HORIZON", records_per_call=700, poll_interval_s=0.1,
+                               read_id=uuid.uuid4().hex)
     shard = KinesisShard(stream, shard_id)
     seen: list[str] = []
     restriction = _ReadShard(config).initial_restriction(shard)
@@ -293,8 +294,8 @@ def test_deleted_stream_is_a_clear_error(kinesis_service, env):
     stream = _stream(client, 1)
     client.put_records(StreamName=stream, Records=[{"Data": b"x", "PartitionKey": "k"}])
     shard_id = client.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
-    config = KinesisReadConfig(stream, "us-east-1", kinesis_service.endpoint_url, start_position="TRIM_HORIZON",
-                               read_id=uuid.uuid4().hex)
+    config = KinesisReadConfig(stream=stream, region="us-east-1", endpoint_url=kinesis_service.endpoint_url,
+                               start_position="TRIM_HORIZON", read_id=uuid.uuid4().hex)
     dofn = _ReadShard(config)
     dofn.setup()
     client.delete_stream(StreamName=stream)
@@ -304,4 +305,5 @@ def test_deleted_stream_is_a_clear_error(kinesis_service, env):
     with pytest.raises(StreamNotFound, match="does not exist"):
         ReadFromKinesis(stream, "us-east-1", endpoint_url=kinesis_service.endpoint_url).expand(
             beam.Pipeline() | beam.Impulse())
-    assert REGISTRY is not None
+    # A deleted stream is an error, never the clean end of a closed shard: children would not wait for it.
+    assert not SHARDS.is_finished(config.read_id, shard_id)

@@ -1,4 +1,6 @@
-"""Tracker, watermark estimator, backoff, shard planning and the writer's batching: no server."""
+"""Tracker, backoff and the batch type: no server. The watermark and the record budget are the
+shared ones of io_connectors.read_core (tests/unit/test_read_core.py); how the reader uses them
+is in tests/unit/test_kinesis_reader.py."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import pickle
 
 import pytest
 from apache_beam.coders import FastPrimitivesCoder, PickleCoder
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from io_connectors.kinesis_core import (
     ADOPT,
@@ -15,12 +16,9 @@ from io_connectors.kinesis_core import (
     STOP,
     Backoff,
     KinesisBatch,
-    ReadRegistry,
     ShardRestriction,
     ShardTracker,
-    ShardWatermarkEstimator,
     StartPosition,
-    WatermarkState,
 )
 
 BIG = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898  # sequence numbers are huge ints
@@ -105,53 +103,6 @@ def test_restrictions_survive_coders():
     assert coder.decode(coder.encode(restriction)) == restriction
 
 
-class Clock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
-def test_watermark_is_monotonic():
-    clock = Clock(1_000_000)
-    est = ShardWatermarkEstimator(clock_ms=clock)
-    assert est.current_watermark() == MIN_TIMESTAMP
-    est.observe_records([500_000, 400_000])
-    assert est.watermark_ms() == 400_000
-    est.observe_records([300_000])  # an older batch never pulls the watermark back
-    assert est.watermark_ms() == 400_000
-    est.observe_records([450_000, 900_000])
-    assert est.current_watermark() == Timestamp(micros=450_000 * 1000)
-
-
-def test_idle_shard_advances_after_threshold_with_injected_clock():
-    clock = Clock(10_000_000)
-    est = ShardWatermarkEstimator(clock_ms=clock, idle_after_ms=2_000, idle_lag_ms=1_000)
-    est.observe_records([9_000_000])
-    clock.now += 1_000
-    assert not est.observe_idle()  # not idle long enough
-    assert est.watermark_ms() == 9_000_000
-    clock.now += 1_500
-    assert est.observe_idle()
-    assert est.watermark_ms() == clock.now - 1_000
-    # State round trip keeps both the watermark and the idleness clock.
-    state = est.get_estimator_state()
-    again = ShardWatermarkEstimator(WatermarkState(*state), clock_ms=clock, idle_after_ms=2_000, idle_lag_ms=1_000)
-    assert again.watermark_ms() == est.watermark_ms()
-    clock.now -= 5_000  # a clock stepping back never moves the watermark back
-    assert not again.observe_idle()
-    assert again.watermark_ms() == est.watermark_ms()
-
-
-def test_idle_from_start_needs_a_first_idle_poll():
-    clock = Clock(50_000)
-    est = ShardWatermarkEstimator(clock_ms=clock, idle_after_ms=100, idle_lag_ms=10)
-    assert not est.observe_idle()
-    clock.now += 100
-    assert est.observe_idle() and est.watermark_ms() == 50_090
-
-
 def test_backoff_grows_with_jitter_per_shard_and_resets():
     backoff = Backoff(base_s=0.1, cap_s=1.0, rng=lambda: 1.0)
     assert [backoff.failure("a") for _ in range(6)] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
@@ -160,16 +111,6 @@ def test_backoff_grows_with_jitter_per_shard_and_resets():
     assert backoff.attempts("a") == 0
     low = Backoff(base_s=0.1, rng=lambda: 0.0)
     assert low.failure("a") == pytest.approx(0.05)
-
-
-def test_registry_budget_is_exact():
-    registry = ReadRegistry()
-    assert registry.take("r", 10, 7) == 7
-    assert registry.take("r", 10, 7) == 3
-    assert registry.exhausted("r", 10)
-    registry.give_back("r", 2)
-    assert registry.take("r", 10, 5) == 2
-    assert registry.take("r", None, 5) == 5
 
 
 def test_kinesis_batch_keeps_partition_keys_through_coders():

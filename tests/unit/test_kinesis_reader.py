@@ -1,21 +1,24 @@
-"""Shard planning, option parsing and the writer's batching, with fake clients."""
+"""Shard planning, option mapping, the reader's watermark and resume wiring, and the producer's
+batching, with fake clients."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
-from io_connectors.kinesis import (
-    DiscoveryState,
-    KinesisError,
-    KinesisPutter,
-    KinesisReadConfig,
-    partition_key_of,
-    plan_shards,
-    source_from_uri,
-)
-from io_connectors.kinesis_core import Backoff, StartPosition
+from io_connectors import kinesis, positions
+from io_connectors.after_run import AfterRun
+from io_connectors.kinesis import KinesisError, ReadFromKinesis
+from io_connectors.kinesis_core import STOP, Backoff, KinesisReadConfig, KinesisShard, StartPosition
+from io_connectors.kinesis_discovery import DiscoveryState, plan_shards
+from io_connectors.kinesis_producer import KinesisPutter, partition_key_of
 from io_connectors.uri import UriError, parse_source
+from pipelines.adapters.kinesis import source_from_uri
 
 
 def shard(shard_id, parent=None, adjacent=None, closed=False):
@@ -33,7 +36,7 @@ LISTING = [shard("a", closed=True), shard("b", closed=True), shard("c", "a"), sh
 
 
 def test_trim_horizon_plans_every_shard_parents_first():
-    new, state = plan_shards(LISTING, DiscoveryState(), KinesisReadConfig("s", start_position="TRIM_HORIZON"), 0)
+    new, state = plan_shards(LISTING, DiscoveryState(), KinesisReadConfig(stream="s", start_position="TRIM_HORIZON"), 0)
     order = [s.shard_id for s in new]
     assert sorted(order) == ["a", "b", "c", "d", "e"]
     assert order.index("a") < order.index("c") and order.index("c") < order.index("e")
@@ -42,7 +45,7 @@ def test_trim_horizon_plans_every_shard_parents_first():
 
 
 def test_latest_skips_closed_shards_and_pins_the_start_time():
-    new, state = plan_shards(LISTING, DiscoveryState(), KinesisReadConfig("s"), 1234)
+    new, state = plan_shards(LISTING, DiscoveryState(), KinesisReadConfig(stream="s"), 1234)
     assert {s.shard_id for s in new} == {"c", "d", "e"}
     assert all(s.start == StartPosition("AT_TIMESTAMP", timestamp_ms=1234) for s in new)
     assert {s.shard_id: s.parents for s in new}["e"] == ("c",)  # b was skipped: nothing to wait for
@@ -50,7 +53,7 @@ def test_latest_skips_closed_shards_and_pins_the_start_time():
 
 
 def test_later_listing_adds_children_from_their_start():
-    config = KinesisReadConfig("s", start_position="TRIM_HORIZON")
+    config = KinesisReadConfig(stream="s", start_position="TRIM_HORIZON")
     _, state = plan_shards([shard("a")], DiscoveryState(), config, 0)
     new, state2 = plan_shards([shard("a", closed=True), shard("f", "a"), shard("g", "a")], state, config, 0)
     assert [(s.shard_id, s.parents, s.start.kind) for s in new] == [("f", ("a",), "TRIM_HORIZON"),
@@ -64,7 +67,7 @@ def test_source_from_uri_reads_options_and_env(monkeypatch):
     options = PipelineOptions(["--kinesis_start_position", "AT_TIMESTAMP",
                                "--kinesis_start_timestamp", "2026-01-01T00:00:00Z", "--max_records", "5",
                                "--kinesis_watermark", "event_time"])
-    read = source_from_uri(parse_source("kinesis://events?region=eu-west-1"), options)
+    read = source_from_uri(parse_source("kinesis://events?region=eu-west-1"), options, AfterRun())
     config = read.config
     assert (config.stream, config.region, config.endpoint_url) == ("events", "eu-west-1", "http://127.0.0.1:9")
     assert config.start_timestamp_ms == 1_767_225_600_000 and config.max_records == 5 and config.bounded
@@ -82,7 +85,7 @@ def test_source_from_uri_reads_options_and_env(monkeypatch):
 )
 def test_bad_kinesis_uris_are_explained(uri, args, message):
     with pytest.raises(UriError, match=message):
-        source_from_uri(parse_source(uri), PipelineOptions(args))
+        source_from_uri(parse_source(uri), PipelineOptions(args), AfterRun())
 
 
 def test_partition_key_from_field():
@@ -137,3 +140,134 @@ def test_putter_gives_up_with_a_clear_error():
     putter.add(b"a", "k")
     with pytest.raises(KinesisError, match="still failing after 3 attempts"):
         putter.flush()
+
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def _record(sequence: int, arrival_ms: int) -> dict:
+    return {"SequenceNumber": str(sequence), "Data": f"r{sequence}".encode(), "PartitionKey": "k",
+            "ApproximateArrivalTimestamp": datetime.fromtimestamp(arrival_ms / 1000, UTC)}
+
+
+class FakeShard:
+    """GetShardIterator/GetRecords of one open shard, served page by page; then empty pages."""
+
+    def __init__(self, pages: list[list[dict]]) -> None:
+        self.pages = pages
+        self.opened: list[dict] = []
+
+    def get_shard_iterator(self, StreamName, ShardId, **position):  # noqa: N803 - boto3's argument names
+        self.opened.append(position)
+        return {"ShardIterator": "0"}
+
+    def get_records(self, ShardIterator, Limit):  # noqa: N803
+        index = int(ShardIterator)
+        page = self.pages[index] if index < len(self.pages) else []
+        return {"Records": page, "NextShardIterator": str(min(index + 1, len(self.pages))), "MillisBehindLatest": 0}
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _read_once(dofn, shard, restriction, state=None):
+    """One process() call as a runner makes it: (timestamped outputs, residual, estimator)."""
+    tracker = ThreadsafeRestrictionTracker(dofn.create_tracker(restriction))
+    estimator = dofn.create_watermark_estimator(state or dofn.initial_estimator_state(shard, restriction))
+    outputs = list(dofn.process(shard, RestrictionTrackerView(tracker), estimator))
+    tracker.check_done()
+    status = tracker.deferred_status()
+    return outputs, (status[0] if status else None), estimator
+
+
+@pytest.fixture
+def fake_shard(monkeypatch):
+    def install(pages):
+        client = FakeShard(pages)
+        monkeypatch.setattr(kinesis, "make_client", lambda *args, **kwargs: client)
+        monkeypatch.setattr(kinesis, "MIN_CALL_INTERVAL_S", 0.0)
+        return client
+    return install
+
+
+def test_resume_store_needs_the_runs_after_run(tmp_path):
+    store = str(tmp_path / "_positions" / "s.json")
+    with pytest.raises(ValueError, match="position_store needs after_run"):
+        ReadFromKinesis("s", "us-east-1", validate=False, read_to_latest=True, position_store=store)
+    after_run = AfterRun()
+    beam.Pipeline() | ReadFromKinesis("s", "us-east-1", validate=False, read_to_latest=True, position_store=store,
+                                      after_run=after_run)
+    after_run.record(store, "shardId-0", "5")  # tracked when the graph was built: no KeyError
+    assert after_run.positions(store) == {"shardId-0": "5"}
+
+
+def test_reader_records_claimed_positions_for_the_run_to_commit(tmp_path, fake_shard):
+    client = fake_shard([[_record(1, T0 + 1_000), _record(2, T0 + 500)], [_record(3, T0 + 2_000)]])
+    store = str(tmp_path / "_positions" / "s.json")
+    after_run = AfterRun()
+    read = ReadFromKinesis("s", "us-east-1", validate=False, read_to_latest=True, start_position="TRIM_HORIZON",
+                           position_store=store, after_run=after_run)
+    after_run.track(store, "kinesis://s")
+    dofn = kinesis._ReadShard(read.config, after_run)
+    dofn.setup()
+    shard = KinesisShard("s", "shardId-0")
+    outputs, residual, estimator = _read_once(dofn, shard, dofn.initial_restriction(shard))
+    assert residual is None  # read to latest: the empty third page ends the read
+    assert [[bytes(r) for r in out.value.records] for out in outputs] == [[b"r1", b"r2"], [b"r3"]]
+    # Each page is stamped with its earliest arrival, never before the watermark it found.
+    assert [out.timestamp for out in outputs] == [Timestamp(micros=(T0 + 500) * 1000),
+                                                  Timestamp(micros=(T0 + 2_000) * 1000)]
+    assert estimator.watermark_ms() == T0 + 2_000
+    assert positions.load_positions(store) == {}  # nothing is stored before the run succeeded
+    after_run.commit()
+    assert positions.load_positions(store) == {"shardId-0": "3"}
+    resumed = kinesis._ReadShard(read.config, after_run).initial_restriction(shard)
+    assert resumed.start == StartPosition("AFTER_SEQUENCE_NUMBER", "3")
+    assert client.opened == [{"ShardIteratorType": "TRIM_HORIZON"}]
+
+
+def test_reader_claims_no_more_than_max_records(fake_shard):
+    fake_shard([[_record(1, T0), _record(2, T0), _record(3, T0)]])
+    config = KinesisReadConfig(stream="s", start_position="TRIM_HORIZON", max_records=2, read_id="budget-test")
+    dofn = kinesis._ReadShard(config)
+    dofn.setup()
+    shard = KinesisShard("s", "shardId-0")
+    tracker = ThreadsafeRestrictionTracker(dofn.create_tracker(dofn.initial_restriction(shard)))
+    estimator = dofn.create_watermark_estimator(None)
+    outputs = list(dofn.process(shard, RestrictionTrackerView(tracker), estimator))
+    assert [len(out.value.records) for out in outputs] == [2]
+    assert not tracker.try_claim(STOP)  # the spent budget already stopped the shard
+    tracker.check_done()
+
+
+def test_reader_watermark_is_monotonic_and_advances_when_idle(fake_shard):
+    # Event-time watermark: a later page with older events never pulls the watermark back.
+    pages = [[b'{"event_time": 500000}', b'{"event_time": 400000}'], [b'{"event_time": 300000}']]
+    fake_shard([[{**_record(i * 10 + j, T0), "Data": data} for j, data in enumerate(page)]
+                for i, page in enumerate(pages)])
+    clock = Clock(10_000.0)
+    config = KinesisReadConfig(stream="s", watermark="event_time", start_position="TRIM_HORIZON")
+    dofn = kinesis._ReadShard(config)
+    dofn._clock = clock  # the reader's injectable clock (StreamReadFn)
+    dofn.setup()
+    shard = KinesisShard("s", "shardId-0")
+    assert dofn.create_watermark_estimator(None).current_watermark() == MIN_TIMESTAMP
+    outputs, residual, estimator = _read_once(dofn, shard, dofn.initial_restriction(shard))
+    assert residual is not None  # caught up: polls again later
+    assert [out.timestamp.micros // 1000 for out in outputs] == [400_000, 400_000]
+    assert estimator.watermark_ms() == 400_000
+    # The empty page started the quiet time. Idle settings: 2 s of quiet, then now - 2 s.
+    clock.now += 1.0
+    assert not estimator.idle() and estimator.watermark_ms() == 400_000
+    clock.now += 1.5
+    assert estimator.idle() and estimator.watermark_ms() == int((clock.now - 2.0) * 1000)
+    # The state carries the watermark and the quiet time through a checkpoint.
+    again = dofn.create_watermark_estimator(estimator.get_estimator_state())
+    assert again.watermark_ms() == estimator.watermark_ms()
+    clock.now -= 5.0  # a clock stepping back never moves the watermark back
+    assert not again.idle() and again.watermark_ms() == estimator.watermark_ms()
