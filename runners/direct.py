@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import apache_beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from runners._common import ProfileError, merge_flags, to_flags
 
 RUNNER = "DirectRunner"
+LOG = logging.getLogger(__name__)
 RUNNING_MODES = ("in_memory", "multi_processing")
 
 
@@ -54,26 +60,61 @@ def build_options(
     return options
 
 
-def bound_bundle_metrics() -> None:
+def bound_bundle_metrics() -> bool:
     """Keep the FnApiRunner's per-stage metrics a list instead of a chain of generators.
 
     Beam 2.77's FnApiRunner folds each bundle's monitoring infos into the previous ones with
     `consolidate(itertools.chain(new, previous))`, which is a generator: nothing is consumed
     until the run ends, so every bundle's metrics stay referenced. A bounded run has few
     bundles, but an unbounded stream read makes several a second and grew by ~6 MiB/s at
-    500 events/s. Materializing each consolidation keeps one entry per metric. Idempotent.
-    """
+    500 events/s. Materializing each consolidation keeps one entry per metric.
+
+    Applied only on the Beam releases whose source was read to fold that way
+    (CHAINED_METRICS_BEAM) and while `consolidate_monitoring_infos` is still a generator
+    function; elsewhere it logs once and leaves Beam alone. Idempotent. Returns whether the
+    bound is in place."""
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
     consolidate = fn_runner.consolidate_monitoring_infos
     if getattr(consolidate, "materialized", False):
-        return
+        return True
+    why_not = _not_chained(consolidate, apache_beam.__version__)
+    if why_not is not None:
+        _skip_once(why_not)
+        return False
 
     def materialized(infos: Iterable[Any]) -> list[Any]:
         return list(consolidate(infos))
 
     materialized.materialized = True  # type: ignore[attr-defined]
     fn_runner.consolidate_monitoring_infos = materialized
+    return True
+
+
+# Beam releases (major, minor) whose FnApiRunner.run_stages folds bundle metrics through
+# `consolidate_monitoring_infos(itertools.chain(...))`, checked in their source.
+CHAINED_METRICS_BEAM = ((2, 77),)
+
+
+def _not_chained(consolidate: Any, version: str) -> str | None:  # noqa: ANN401 - Beam's function
+    """None when this Beam folds metrics into a lazy chain, as `bound_bundle_metrics` expects; else why not."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    release = (int(found[1]), int(found[2])) if found else None
+    if release not in CHAINED_METRICS_BEAM:
+        checked = ", ".join(f"{major}.{minor}" for major, minor in CHAINED_METRICS_BEAM)
+        return f"Beam {version} is not a release whose metrics folding was checked ({checked})"
+    if not inspect.isgeneratorfunction(consolidate):
+        return f"Beam {version}'s fn_runner.consolidate_monitoring_infos is no longer a generator function"
+    return None
+
+
+@functools.cache
+def _skip_once(why_not: str) -> None:
+    LOG.warning(
+        "Local runner: per-bundle metrics left as Beam keeps them: %s; a long stream read on the local "
+        "runner may grow in memory.",
+        why_not,
+    )
 
 
 def finalizes_before_writing(options: PipelineOptions) -> bool:
