@@ -4,7 +4,7 @@ The one reader of the file for the runner profiles (workers' regions) and the pi
 sovereignty guard (sources' and sinks' locations), so both answer alike:
 
 - `allowed_regions.<j>.<cloud>`: every region inside jurisdiction j;
-- `jurisdictions.<j>.<cloud>`: the regions the infrastructure is deployed to;
+- `jurisdictions.<j>.<cloud>`: the regions the infrastructure is deployed to (Terraform's part);
 - `gcs_multi_regions.<j>`: GCS multi-regions and predefined dual-regions inside j (a GCS
   bucket's location may be one of these instead of a region).
 
@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 REGIONS_FILE = Path(__file__).resolve().parents[1] / "infra" / "regions.json"
 REGIONS_ENV = "REGIONS_JSON"  # another copy of the file (the flex template image sets it)
@@ -30,7 +30,6 @@ class Regions:
     """The content of regions.json that says where a region belongs."""
 
     allowed: Mapping[str, Mapping[str, Sequence[str]]]
-    deployed: Mapping[str, Mapping[str, Any]]
     gcs_multi_regions: Mapping[str, Sequence[str]]
 
     def jurisdictions(self) -> list[str]:
@@ -79,6 +78,5 @@ def _load(path: str, _mtime_ns: int) -> Regions:
         data = json.load(handle)
     return Regions(
         allowed=data["allowed_regions"],
-        deployed=data["jurisdictions"],
         gcs_multi_regions=data.get("gcs_multi_regions", {}),
     )

@@ -7,7 +7,6 @@ whatever the values in one window happen to be.
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +22,6 @@ MIME_TYPES = {
     "parquet": "application/vnd.apache.parquet",
     "avro": "application/avro",
 }
-DEFAULT_DIMENSIONS = ("region", "key")
 PUBLISHED_SCHEMA = Path(__file__).resolve().parent / "schemas" / "aggregate.avsc"
 METRIC_FIELDS = (
     ("count", "long"),
@@ -36,11 +34,6 @@ METRIC_FIELDS = (
     ("p99", "double"),
     ("distinct_ids", "long"),
 )
-
-
-def aggregate_columns(dimensions: Sequence[str]) -> list[str]:
-    """Field order of an aggregate record."""
-    return ["window_start", "window_end", *dimensions, *(name for name, _ in METRIC_FIELDS), "pane", "pane_index"]
 
 
 def avro_schema(dimensions: Sequence[str]) -> dict[str, Any]:
@@ -56,11 +49,6 @@ def avro_schema(dimensions: Sequence[str]) -> dict[str, Any]:
         {"name": "pane_index", "type": "long"},
     ]
     return {"type": "record", "name": "WindowAggregate", "namespace": "analytics", "fields": fields}
-
-
-def published_avro_schema() -> dict[str, Any]:
-    """transforms/schemas/aggregate.avsc: the schema of files written with the default dimensions."""
-    return json.loads(PUBLISHED_SCHEMA.read_text(encoding="utf-8"))
 
 
 def arrow_schema(dimensions: Sequence[str]) -> pa.Schema:
