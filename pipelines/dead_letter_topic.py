@@ -31,7 +31,7 @@ class PublishDeadLetters(beam.PTransform):
 
     def __init__(self, topic: str) -> None:
         super().__init__()
-        from io_connectors.pubsub import parse_topic
+        from io_connectors.pubsub import parse_topic  # the Pub/Sub SDK only when the option is set
 
         self._topic = parse_topic(topic)
 
@@ -46,7 +46,7 @@ class PublishDeadLetters(beam.PTransform):
 
 
 def _write_to_pubsub(topic: str) -> beam.PTransform:
-    from io_connectors.pubsub import WriteToPubSub
+    from io_connectors.pubsub_writer import WriteToPubSub
 
     return WriteToPubSub(topic)
 

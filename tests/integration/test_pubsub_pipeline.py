@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from io_connectors import positions
+from io_connectors.after_run import AfterRun
 from tests.services import PubSubService
 
 pytestmark = pytest.mark.integration
@@ -337,9 +337,9 @@ def test_dead_letters_are_published_to_a_topic_as_well_as_files(
     and source attributes, as well as written to the dead-letter files."""
     import apache_beam as beam
 
-    from pipelines.dead_letter_topic import publish_dead_letters
     from pipelines.analytics import add_analytics, build_pipeline  # noqa: F401 - the hook's caller
     from pipelines.config import build_config
+    from pipelines.dead_letter_topic import publish_dead_letters
     from pipelines.run import parse_options
 
     for name, value in pubsub_service.env().items():
@@ -360,11 +360,12 @@ def test_dead_letters_are_published_to_a_topic_as_well_as_files(
     from pipelines.adapters import source_from_uri
 
     # What pipelines/analytics.build_pipeline does, plus the three-line hook.
+    after_run = AfterRun()
     with beam.Pipeline(options=options) as pipeline:
-        batches = pipeline | "Read" >> source_from_uri(config.source, pipeline.options, config.input_format)
+        batches = pipeline | "Read" >> source_from_uri(config.source, pipeline.options, config.input_format, after_run)
         outputs = add_analytics(batches, config)
         publish_dead_letters(outputs["dead_letters"], pipeline.options)
-    positions.PENDING.commit()  # what the CLI's exit does after a successful run: acknowledge
+    after_run.commit()  # what the CLI does once the run has succeeded: acknowledge
     assert _drained(subscriber, sub)
 
     _assert_aggregates(tmp_path / "out", events)
@@ -390,7 +391,7 @@ def test_writer_batches_and_keeps_order_per_ordering_key(pubsub_service: PubSubS
     """WriteToPubSub publishes every element, in batches, in order within each ordering key."""
     import apache_beam as beam
 
-    from io_connectors.pubsub import WriteToPubSub
+    from io_connectors.pubsub_writer import WriteToPubSub
 
     for name, value in pubsub_service.env().items():
         monkeypatch.setenv(name, value)

@@ -13,10 +13,13 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from io_connectors import positions, pubsub
-from io_connectors.pubsub import LeaseKeeper, ReadFromPubSub, parse_pubsub_path, parse_topic
+from io_connectors import pubsub
+from io_connectors.after_run import AfterRun
+from io_connectors.pubsub import OwnedSubscription, ReadFromPubSub, parse_pubsub_path, parse_topic
+from io_connectors.pubsub_leases import LeaseKeeper
 from io_connectors.records import RawBatch
 from io_connectors.uri import UriError
+from pipelines.adapters.pubsub import is_dataflow
 from runners.direct import finalizes_before_writing
 
 SUB = "projects/p1/subscriptions/sub1"
@@ -143,6 +146,13 @@ def test_max_read_time_stops_an_endless_subscription() -> None:
     assert len([a for e in _entries("ack") for a in e[1]]) == 35
 
 
+def test_an_empty_subscription_is_drained_from_the_readers_first_look() -> None:
+    """A reader that never saw a message counts as quiet from its first look, not its first empty pull."""
+    _run(ReadFromPubSub(subscription=SUB, stop_when_idle=3, clock=fake_clock, native=True))
+    assert len(_entries("pull")) == 3  # one fake second each: quiet for 3 s after the third
+    assert _entries("emit") == []
+
+
 def test_checkpoints_finalize_each_bundle_separately() -> None:
     STATE["backlog"] = [_message(i) for i in range(40)]
     _run(
@@ -215,8 +225,17 @@ def test_uris_and_topics_are_validated() -> None:
         parse_topic("projects/p1/subscriptions/s")
     with pytest.raises(UriError, match="--pubsub_ack_deadline"):
         ReadFromPubSub(subscription=SUB, ack_deadline=5)
+    with pytest.raises(UriError, match="--pubsub_bundle_seconds 0 .*; --pubsub_idle_watermark -1 "):
+        ReadFromPubSub(subscription=SUB, bundle_seconds=0, idle_watermark=-1)
     with pytest.raises(ValueError, match="exactly one"):
         ReadFromPubSub()
+
+
+def test_only_an_unbounded_read_gives_an_unbounded_pcollection() -> None:
+    """Bounded reads keep a bounded output, so batch aggregation in the global window stays possible."""
+    assert not (beam.Pipeline() | ReadFromPubSub(subscription=SUB, native=True)).is_bounded
+    for bound in ({"max_records": 5}, {"max_read_time": 5}, {"stop_when_idle": 5}):
+        assert (beam.Pipeline() | ReadFromPubSub(subscription=SUB, native=True, **bound)).is_bounded
 
 
 def test_dataflow_uses_beams_builtin_read_with_id_label_and_timestamp_attribute() -> None:
@@ -224,9 +243,10 @@ def test_dataflow_uses_beams_builtin_read_with_id_label_and_timestamp_attribute(
 
     # The runner name picks the path; the expansion itself is checked on a pipeline that needs
     # no GCP project (constructing a DataflowRunner pipeline reaches for GCS).
-    assert pubsub._is_dataflow(PipelineOptions(["--runner=DataflowRunner"]))
-    assert not pubsub._is_dataflow(PipelineOptions(["--runner=FlinkRunner"]))
-    assert not pubsub._is_dataflow(PipelineOptions([]))
+    assert is_dataflow(PipelineOptions(["--runner=DataflowRunner"]))
+    assert is_dataflow(PipelineOptions(["--runner=TestDataflowRunner"]))
+    assert not is_dataflow(PipelineOptions(["--runner=FlinkRunner"]))
+    assert not is_dataflow(PipelineOptions([]))
     p = beam.Pipeline(options=PipelineOptions(["--streaming"]))
     sub = "projects/my-project/subscriptions/events"  # Beam checks project-id syntax
     _ = p | ReadFromPubSub(subscription=sub, id_label="uid", timestamp_attribute="ts", native=False)
@@ -247,36 +267,58 @@ def test_dataflow_uses_beams_builtin_read_with_id_label_and_timestamp_attribute(
     assert read.with_attributes
 
 
-@pytest.fixture
-def _clean_run_acks(monkeypatch: pytest.MonkeyPatch):
-    positions.PENDING.reset()
-    monkeypatch.setattr(pubsub, "RUN_ACKS", pubsub.RunAcks())
-    yield
-    positions.PENDING.reset()
-
-
-def test_local_runs_acknowledge_only_once_the_run_succeeded(_clean_run_acks) -> None:
+def test_local_runs_acknowledge_only_once_the_run_succeeded() -> None:
     """With ack_after_run (the local in-memory runner) finalized bundles are not acknowledged:
     their leases are kept until the run's successful end, then every message is acked once."""
+    after_run = AfterRun()
     STATE["backlog"] = [_message(i) for i in range(30)]
     _run(ReadFromPubSub(subscription=SUB, stop_when_idle=3, max_messages=5, bundle_seconds=2, clock=fake_clock,
-                        native=True, ack_after_run=True))
+                        native=True, ack_after_run=True, after_run=after_run))
     assert sorted(m for e in _entries("emit") for m in e[1]) == sorted(f"id{i}" for i in range(30))
     assert _entries("ack") == []  # every bundle was finalized, none acknowledged
-    assert pubsub.RUN_ACKS.held() == 30
-    positions.PENDING.commit()  # what the exit hook does after a successful run
+    held = after_run.hold(f"pubsub-acks:{SUB}", lambda: pytest.fail("the reader held no acknowledgements"))
+    assert held.held() == 30
+    after_run.commit()  # what the CLI does once wait_until_finish() succeeded
     acked = [a for e in _entries("ack") for a in e[1]]
     assert sorted(a.split("-")[1] for a in acked) == sorted(f"id{i}" for i in range(30))
-    assert pubsub.RUN_ACKS.held() == 0
+    assert held.held() == 0
 
 
-def test_a_failed_local_run_acknowledges_nothing(_clean_run_acks) -> None:
+def test_a_failed_local_run_acknowledges_nothing() -> None:
     """A run that fails leaves its messages unacknowledged, for Pub/Sub to deliver again."""
+    after_run = AfterRun()
     STATE["backlog"] = [_message(i) for i in range(10)]
-    _run(ReadFromPubSub(subscription=SUB, stop_when_idle=3, clock=fake_clock, native=True, ack_after_run=True))
-    positions.PENDING.fail()
-    positions.PENDING.commit()
+    _run(ReadFromPubSub(subscription=SUB, stop_when_idle=3, clock=fake_clock, native=True, ack_after_run=True,
+                        after_run=after_run))
+    after_run.abandon()
+    after_run.commit()
     assert _entries("ack") == []
+
+
+def test_held_acks_and_a_topic_source_need_the_runs_after_run() -> None:
+    """Work that must wait for the end of the run is refused, naming the fix, without an AfterRun."""
+    with pytest.raises(ValueError, match="after_run=AfterRun"):
+        ReadFromPubSub(subscription=SUB, ack_after_run=True)
+    with pytest.raises(ValueError, match="after_run=AfterRun.*or read an existing subscription"):
+        beam.Pipeline() | ReadFromPubSub(topic="projects/p1/topics/t1", native=True)
+
+
+def test_a_job_subscription_is_deleted_whether_the_run_succeeds_or_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    deleted: list[str] = []
+    monkeypatch.setattr(pubsub, "delete_subscription", deleted.append)
+    for end in ("commit", "abandon"):
+        after_run = AfterRun()
+        name = f"projects/p1/subscriptions/t1-job-{end}"
+        after_run.hold(f"pubsub-subscription:{name}", lambda name=name: OwnedSubscription(name))
+        getattr(after_run, end)()
+        assert deleted[-1] == name
+    assert len(deleted) == 2
+
+    def refuse(name: str) -> None:
+        raise RuntimeError("service down")
+
+    monkeypatch.setattr(pubsub, "delete_subscription", refuse)
+    OwnedSubscription("projects/p1/subscriptions/x").close()  # logged, never raised over the run's own outcome
 
 
 @pytest.mark.parametrize(
