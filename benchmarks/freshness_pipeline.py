@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import weakref
 from typing import Iterator, Sequence
 
@@ -59,14 +60,15 @@ def _streaming_sdf_overrides() -> None:
 def _patched_sdf_runner() -> None:
     """Make the runner set up splittable DoFns and keep the residual of `tracker.defer_remainder()`.
 
-    The runner's ProcessFn never calls the splittable DoFn's setup(): it now does, once a DoFn. Beam's
-    SDFProcessElementInvoker discards what `invoke_process` returns (the deferred residual) and
-    checkpoints only from a timer, which outlives its call and then cuts the next call's
-    restriction, dropping its residual: the read silently ends. This version takes the residual
-    from `invoke_process` and sets no timer; the delay asked for is not honoured (the runner
-    re-invokes at once), and the reader's own pacing (5 GetRecords/s a shard) bounds polling.
-    The runner asks for the deferral right after process() returns, before it iterates the
-    outputs: the output handler now runs a generator's body at once.
+    The runner's ProcessFn never calls the splittable DoFn's setup(): it now does, once a DoFn.
+    Beam's SDFProcessElementInvoker discards what `invoke_process` returns (the deferred
+    residual) and checkpoints only from a timer, which outlives its call and then cuts the next
+    call's restriction, dropping its residual: the read silently ends. This version takes the
+    residual from `invoke_process` and sets no timer; the delay asked for is not honoured (the
+    runner re-invokes at once). A call that comes sooner than a shard's 5 GetRecords a second
+    returns its restriction untouched instead of letting the reader sleep. The runner asks for
+    the deferral right after process() returns, before it iterates the outputs: the output
+    handler now runs a generator's body at once.
     """
     from apache_beam.runners.direct import sdf_direct_runner
 
@@ -88,6 +90,9 @@ def _patched_sdf_runner() -> None:
     sdf_direct_runner._OutputHandler.handle_process_outputs = handle_process_outputs  # noqa: SLF001
 
     invoker_cls = sdf_direct_runner.SDFProcessElementInvoker
+    from io_connectors.kinesis import MIN_CALL_INTERVAL_S
+
+    last_call: dict[object, float] = {}
 
     def invoke_process_element(
         self: object,
@@ -100,6 +105,13 @@ def _patched_sdf_runner() -> None:
         **kwargs: object,
     ) -> Iterator[object]:
         output_processor.reset()
+        # Too early for this shard's next GetRecords: come back rather than let the reader sleep,
+        # since this runner runs every step on one thread and a sleeping read stalls the others.
+        key = element.value
+        if time.monotonic() - last_call.get(key, -MIN_CALL_INTERVAL_S) < MIN_CALL_INTERVAL_S:
+            yield invoker_cls.Result(residual_restriction=restriction)
+            return
+        last_call[key] = time.monotonic()
         residuals = sdf_invoker.invoke_process(
             element,
             additional_args=args,
@@ -118,12 +130,13 @@ def _patched_sdf_runner() -> None:
 
 
 def _hold_unbounded_reads() -> None:
-    """Hold the output watermark of every splittable read at -inf from the start.
+    """Hold the output watermark of the shard reads at -inf from the start.
 
     The runner registers a read's hold only when its first bundle commits; by then the watermark
     downstream has already jumped to +inf (the bounded shard list is done), every window counts
     as expired and each element is dropped. An unbounded read never finishes, so -inf is its
-    true output watermark here.
+    true output watermark here. Not the shard listing: it ends, and a hold on it stalls the
+    shuffle after it.
     """
     from apache_beam.runners.direct import watermark_manager
 
@@ -133,7 +146,7 @@ def _hold_unbounded_reads() -> None:
     def __init__(self: object, *args: object, **kwargs: object) -> None:
         original_init(self, *args, **kwargs)
         for transform, marks in self._transform_to_watermarks.items():
-            if transform.full_label.endswith("ProcessKeyedElements/ProcessElements"):
+            if transform.full_label.endswith("ReadShards/ProcessKeyedElements/ProcessElements"):
                 marks.hold({b"unbounded-read": manager_cls.WATERMARK_NEG_INF})
 
     manager_cls.__init__ = __init__

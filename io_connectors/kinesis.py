@@ -54,7 +54,7 @@ from io_connectors.kinesis_core import (
     StartPosition,
     backlog_size,
 )
-from io_connectors.kinesis_discovery import discover_shards
+from io_connectors.kinesis_discovery import DiscoveryState, discover_shards, plan_shards
 from io_connectors.metrics import NAMESPACE
 from io_connectors.read_core import IdleWatermarkEstimator, StreamReadFn, claim_within_budget, unbounded
 from io_connectors.timestamps import DecodeError, parse_event_time
@@ -162,9 +162,10 @@ class _ReadShard(StreamReadFn):
             self._pace(shard.shard_id)
             try:
                 if iterator is None:
-                    iterator = self._open_iterator(shard, resume)
+                    iterator = self._client.get_shard_iterator(
+                        StreamName=shard.stream, ShardId=shard.shard_id, **resume.iterator_args())["ShardIterator"]
                 response = self._client.get_records(ShardIterator=iterator, Limit=config.records_per_call)
-            except Exception as err:  # noqa: BLE001 - botocore ClientError; classified in _retry_delay
+            except Exception as err:  # noqa: BLE001 - botocore errors of either call; classified in _retry_delay
                 delay = self._retry_delay(shard, resume, err)
                 if delay is None:
                     iterator = None  # expired: re-open right after the last claimed record
@@ -279,35 +280,29 @@ class _ReadShard(StreamReadFn):
         if adopted is None:
             tracker.defer_remainder(Duration(seconds=config.poll_interval_s))
             return None
-        if not tracker.try_claim((ADOPT, *adopted)):
+        if not tracker.try_claim((ADOPT, adopted.shard_id, adopted.parents)):
             return None
-        restriction = tracker.current_restriction()
-        return KinesisShard(stream, restriction.shard_id, restriction.parents, restriction.start)
+        LOG.info("kinesis: spare reader adopts new shard %s/%s (after %s)", stream, adopted.shard_id,
+                 ", ".join(adopted.parents) or "no parent")
+        return adopted
 
-    def _new_shard(self, stream: str) -> tuple[str, tuple[str, ...]] | None:
-        """A shard created since the listing whose parents this read knows, with those parents."""
+    def _new_shard(self, stream: str) -> KinesisShard | None:
+        """A shard created since the read's listing, planned as discovery plans a later listing
+        (parents first), that no other reader of this read has taken."""
         now = time.monotonic()
         if now - self._last_listing < min(self._settings.discovery_interval_s, 1.0):
             return None
         self._last_listing = now
         try:
-            listed = {s["ShardId"]: s for s in list_shards(self._client, stream)}
+            listing = list_shards(self._client, stream)
         except Exception as err:  # noqa: BLE001 - botocore errors; classified here
             if is_unavailable(err):
                 return None  # try again at the next poll
             raise
         read_id = self._settings.read_id
-        for shard_id in sorted(listed):
-            known = SHARDS.known(read_id)
-            parents = [p for p in (listed[shard_id].get("ParentShardId"), listed[shard_id].get("AdjacentParentShardId"))
-                       if p and p in listed]
-            if shard_id in known or any(p not in known for p in parents):
-                continue
-            if SHARDS.claim_shard(read_id, shard_id):
-                LOG.info("kinesis: spare reader adopts new shard %s/%s (after %s)", stream, shard_id,
-                         ", ".join(parents) or "no parent")
-                return shard_id, tuple(parents)
-        return None
+        known = DiscoveryState(emitted=frozenset(SHARDS.known(read_id)), polls=1)
+        new, _ = plan_shards(listing, known, self._settings, 0)
+        return next((shard for shard in new if SHARDS.claim_shard(read_id, shard.shard_id)), None)
 
     def _parents_finished(self, shard: KinesisShard) -> bool:
         pending = [p for p in shard.parents if not SHARDS.is_finished(self._settings.read_id, p)]
@@ -321,16 +316,6 @@ class _ReadShard(StreamReadFn):
                         shard.shard_id, ", ".join(pending), self._settings.parent_wait_s)
             return True
         return False
-
-    def _open_iterator(self, shard: KinesisShard, position: StartPosition) -> str:
-        try:
-            response = self._client.get_shard_iterator(
-                StreamName=shard.stream, ShardId=shard.shard_id, **position.iterator_args()
-            )
-        except Exception as err:  # noqa: BLE001 - botocore ClientError; classified below
-            self._raise_if_gone(err, shard)
-            raise
-        return response["ShardIterator"]
 
     def _raise_if_gone(self, err: Exception, shard: KinesisShard) -> None:
         if error_code(err) == "ResourceNotFoundException":
