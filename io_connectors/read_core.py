@@ -261,7 +261,7 @@ class StreamReadFn(beam.DoFn, RestrictionProvider, WatermarkEstimatorProvider):
     # ---- DoFn
     def setup(self) -> None:
         s = self._settings
-        self._budget = RecordBudget(s.read_id, s.max_records, s.max_read_time_s)
+        self._budget = RecordBudget(s.read_id, s.max_records, s.max_read_time_s, clock=self._clock)
 
 
 Fn = TypeVar("Fn", bound=type)
