@@ -33,7 +33,6 @@ from io_connectors.pubsub_leases import HeldAcks, LeaseKeeper, RecentIds
 from io_connectors.read_core import (
     Clock,
     IdleWatermarkEstimator,
-    RecordBudget,
     StreamReadFn,
     StreamReadSettings,
     claim_within_budget,
@@ -205,10 +204,8 @@ class _PullFn(StreamReadFn):
 
     # ---- DoFn
     def setup(self) -> None:
-        super().setup()
+        super().setup()  # the budget: --max_read_time counts on the reader's (injectable) clock
         s = self._settings
-        # --max_read_time counts on the reader's clock, injectable like the watermark's.
-        self._budget = RecordBudget(s.read_id, s.max_records, s.max_read_time_s, self._clock)
         self._client = self._client_factory()
         self._leases = LeaseKeeper(self._client, s.subscription, s.ack_deadline_s, s.max_lease_s, self._clock)
         self._committed = RecentIds()
