@@ -290,8 +290,8 @@ class ShardRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._finished: dict[str, set[str]] = {}
         self._known: dict[str, set[str]] = {}
+        self._finished: dict[str, set[str]] = {}
 
     def add_known(self, read_id: str, shard_ids: Iterable[str]) -> None:
         with self._lock:
@@ -305,10 +305,9 @@ class ShardRegistry:
         """A spare reader takes `shard_id`; False when the read already has it."""
         with self._lock:
             known = self._known.setdefault(read_id, set())
-            if shard_id in known:
-                return False
+            taken = shard_id in known
             known.add(shard_id)
-            return True
+            return not taken
 
     def mark_finished(self, read_id: str, shard_id: str) -> None:
         with self._lock:

@@ -136,15 +136,9 @@ def _produce(args: argparse.Namespace) -> int:
         count += 1
     putter.flush()
     seconds = time.monotonic() - started
-    summary = {
-        "stream": args.stream,
-        "records": count,
-        "sent": putter.sent,
-        "retried": putter.retried,
-        "put_calls": putter.calls,
-        "seconds": round(seconds, 3),
-        "records_per_s": round(count / seconds) if seconds > 0 else None,
-    }
+    summary = {"stream": args.stream, "records": count, "sent": putter.sent, "retried": putter.retried,
+               "put_calls": putter.calls, "seconds": round(seconds, 3),
+               "records_per_s": round(count / seconds) if seconds > 0 else None}
     print(orjson.dumps(summary).decode())
     return 0
 
