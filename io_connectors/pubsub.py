@@ -27,17 +27,11 @@ from apache_beam.utils.timestamp import Timestamp
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
+from io_connectors import read_core
 from io_connectors.after_run import AfterRun
 from io_connectors.metrics import NAMESPACE
 from io_connectors.pubsub_leases import HeldAcks, LeaseKeeper, RecentIds
-from io_connectors.read_core import (
-    Clock,
-    IdleWatermarkEstimator,
-    StreamReadFn,
-    StreamReadSettings,
-    claim_within_budget,
-    unbounded,
-)
+from io_connectors.read_core import Clock, IdleWatermarkEstimator
 from io_connectors.records import RawBatch
 from io_connectors.timestamps import DecodeError, parse_event_time
 from io_connectors.uri import SourceSpec, UriError, redact_uri
@@ -96,7 +90,7 @@ def check_uri(spec: SourceSpec) -> PubSubPath:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReadSettings(StreamReadSettings):
+class ReadSettings(read_core.StreamReadSettings):
     """Everything the native reader needs; picklable, so it travels with the DoFn.
 
     `max_call_s` is --pubsub_bundle_seconds (the reader checkpoints, so the runner finalizes and
@@ -170,7 +164,7 @@ def _default_subscriber() -> Any:
     return pubsub_v1.SubscriberClient()
 
 
-class _PullFn(StreamReadFn):
+class _PullFn(read_core.StreamReadFn):
     """Splittable reader of one subscription: element = the subscription, restriction = the range
     of record counts (offset n is the n-th record emitted). Each pull becomes one RawBatch; acks
     wait for bundle finalization, and with `ack_after_run` for the run's success."""
@@ -251,7 +245,7 @@ class _PullFn(StreamReadFn):
                 continue
             ack_ids = [r.ack_id for r in keep]
             self._leases.add(ack_ids)
-            claimed, budget_spent = claim_within_budget(keep, self._budget, claim)
+            claimed, budget_spent = read_core.claim_within_budget(keep, self._budget, claim)
             if len(claimed) < len(keep):
                 self._leases.nack(ack_ids[len(claimed) :])  # not ours to emit: hand them back
             if claimed:
@@ -361,7 +355,7 @@ class _PullFn(StreamReadFn):
         return keep
 
 
-UnboundedPullFn = unbounded(_PullFn)  # no --max_records/--max_read_time/--pubsub_stop_when_idle
+UnboundedPullFn = read_core.unbounded(_PullFn)  # no --max_records/--max_read_time/--pubsub_stop_when_idle
 
 
 def make_pull_fn(
