@@ -78,9 +78,9 @@ def cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of `pid` and its descendants so far (0 if unknown or gone)."""
     if pid is None:
         return 0.0
-    from benchmarks.memory import _children
+    from benchmarks.memory import child_processes
 
-    tree = _children()
+    tree = child_processes()
     total = 0
     stack = [pid]
     while stack:

@@ -32,7 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def _children() -> dict[int, list[int]]:
+def child_processes() -> dict[int, list[int]]:
+    """Child pids of every running process, by parent pid (read from /proc)."""
     tree: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -50,7 +51,7 @@ def _children() -> dict[int, list[int]]:
 
 def tree_rss_mib(pid: int) -> float:
     """Resident memory of `pid` and all its descendants, in MiB (0 once they are gone)."""
-    tree = _children()
+    tree = child_processes()
     total_pages = 0
     stack = [pid]
     while stack:
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.events <= 0 or args.small < 0 or args.interval <= 0:
         parser.error("--events and --interval must be positive, --small 0 or more")
 
-    from benchmarks.freshness import machine
+    from benchmarks.throughput import machine
 
     sizes = [n for n in (args.small, args.events) if n]
     runs: list[dict[str, Any]] = []
