@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -20,6 +21,21 @@ from typing import Any, Iterable
 REPO = Path(__file__).resolve().parents[2]
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 REGIONS = ("us-east-1", "eu-west-1")
+
+# The CLI with a marker line on stderr after every claim of the stream readers (read_core's
+# listen_to_claims hook): what tests follow to act mid-read. `log_levels` raises chosen loggers.
+CLAIMED = re.compile(r"^TEST-CLAIMED (\d+)$")
+
+
+def claim_marking_cli(**log_levels: str) -> str:
+    """`python -c` source that runs the CLI with the claim markers (and the given logger levels)."""
+    levels = "".join(f"logging.getLogger({name!r}).setLevel(logging.{level}); " for name, level in log_levels.items())
+    return (
+        "import logging, runpy, sys; logging.basicConfig(level=logging.WARNING); " + levels
+        + "from io_connectors.read_core import listen_to_claims; "
+        "listen_to_claims(lambda n: print(f'TEST-CLAIMED {n}', file=sys.stderr, flush=True)); "
+        "runpy.run_module('pipelines.run', run_name='__main__')"
+    )
 
 
 def good_events(

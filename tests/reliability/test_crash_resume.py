@@ -20,8 +20,10 @@ import pytest
 from io_connectors.positions import store_path
 from tests.reliability.helpers import (
     BASE_MS,
+    CLAIMED,
     REPO,
     assert_same_aggregates,
+    claim_marking_cli,
     encode,
     expected_aggregates,
     final_aggregates,
@@ -41,16 +43,8 @@ def _source_args(stream: str, out: Path) -> list[str]:
             "--kinesis_poll_interval", "0.2", "--streaming", "--resume", "--output", str(out)]
 
 
-# The CLI with a marker line on stderr after every claim of the stream readers (read_core's
-# listen_to_claims hook), and the Event Hubs reader's INFO lines (offsets held until the run ends).
-WRAPPER = (
-    "import logging, runpy, sys; logging.basicConfig(level=logging.WARNING); "
-    "logging.getLogger('io_connectors.eventhubs').setLevel(logging.INFO); "
-    "from io_connectors.read_core import listen_to_claims; "
-    "listen_to_claims(lambda n: print(f'TEST-CLAIMED {n}', file=sys.stderr, flush=True)); "
-    "runpy.run_module('pipelines.run', run_name='__main__')"
-)
-CLAIMED = re.compile(r"^TEST-CLAIMED (\d+)$")
+# The Event Hubs reader's INFO lines say which offsets are held until the run ends.
+WRAPPER = claim_marking_cli(**{"io_connectors.eventhubs": "INFO"})
 
 
 def _kill_when(env: dict, argv: list[str], done: Callable[[str], bool]) -> None:

@@ -5,7 +5,6 @@ exact aggregates."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -15,8 +14,10 @@ import uuid
 import pytest
 
 from tests.reliability.helpers import (
+    CLAIMED,
     REPO,
     assert_same_aggregates,
+    claim_marking_cli,
     encode,
     expected_aggregates,
     final_aggregates,
@@ -29,11 +30,7 @@ from tests.reliability.helpers import (
 from tests.services.throttling import ThrottlingProxy
 
 pytestmark = pytest.mark.integration
-WRAPPER = (
-    "import logging, runpy; logging.basicConfig(level=logging.WARNING); "
-    "logging.getLogger('io_connectors.kinesis').setLevel(logging.DEBUG); "
-    "runpy.run_module('pipelines.run', run_name='__main__')"
-)
+WRAPPER = claim_marking_cli()
 
 
 def test_kinesis_outage_mid_read(durable_kinesis, tmp_path):
@@ -57,7 +54,7 @@ def test_kinesis_outage_mid_read(durable_kinesis, tmp_path):
         assert job.stderr is not None
         for line in job.stderr:
             stderr.append(line)
-            match = re.search(r"kinesis: shard \S+ claimed (\d+) records", line)
+            match = CLAIMED.match(line.strip())
             total += int(match.group(1)) if match else 0
             if total >= 1_000:
                 claimed.set()
