@@ -3,15 +3,41 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 EXTRAS ?= aws,azure,gcp,test
 
-.PHONY: install run test lint unit bench clean
+BEAM_VERSION := $(shell sed -n 's/^BEAM_VERSION = "\(.*\)"/\1/p' setup.py)
 
-install: .make/installed
+# Prism, Beam's portable local runner (a Go binary), pinned to the Beam release of setup.py and
+# built into a git-ignored cache that runners/prism.py reads. SKIP_PRISM=1 installs without it.
+PRISM_VERSION := v$(BEAM_VERSION)
+PRISM_CACHE := .cache/runners
+PRISM_BIN := $(PRISM_CACHE)/bin/prism
+PRISM_STAMP := $(PRISM_CACHE)/prism.version
+PRISM_PACKAGE := github.com/apache/beam/sdks/v2/go/cmd/prism
+SKIP_PRISM ?=
+
+.PHONY: install run test lint unit bench clean prism FORCE
+
+install: .make/installed $(if $(SKIP_PRISM),,prism)
 
 # Re-install only when the packaging files change.
 .make/installed: setup.py package.json package-lock.json
 	$(PIP) install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	npm ci --no-audit --no-fund --silent
 	@mkdir -p .make && touch $@
+
+prism: $(PRISM_STAMP)
+
+# Rebuild only when the binary is missing or the stamp names another version than the pin.
+$(PRISM_STAMP): $(if $(and $(wildcard $(PRISM_BIN)),$(filter $(PRISM_VERSION),$(shell cat $(PRISM_STAMP) 2>/dev/null))),,FORCE)
+	@command -v go >/dev/null 2>&1 || { \
+	  echo "error: Prism (--runner PrismRunner) is built with Go, and \`go\` is not on PATH: install Go 1.26 or newer" \
+	    "(https://go.dev/doc/install) and run \`make install\` again, or \`make install SKIP_PRISM=1\` to go" \
+	    "without PrismRunner (its tests then fail, naming this)." >&2; exit 1; }
+	@echo "Installing Prism $(PRISM_VERSION) into $(PRISM_CACHE)/bin (go install, about a minute)"
+	@mkdir -p $(PRISM_CACHE)/bin && rm -f $@
+	GOBIN=$(CURDIR)/$(PRISM_CACHE)/bin go install $(PRISM_PACKAGE)@$(PRISM_VERSION)
+	@echo $(PRISM_VERSION) > $@
+
+FORCE:
 
 run: install
 	$(PYTHON) -m pipelines.run

@@ -38,7 +38,18 @@ def _help_parser() -> argparse.ArgumentParser:
     )
     add_all_arguments(parser)
     beam_group = parser.add_argument_group("common Beam options (all others are accepted too)")
-    beam_group.add_argument("--runner", help="DirectRunner (default), DataflowRunner, FlinkRunner or SparkRunner.")
+    beam_group.add_argument(
+        "--runner",
+        help="DirectRunner (default), PrismRunner (Beam's local portable runner, installed by `make install`), "
+        "PortableRunner (a running job server, with --job_endpoint), DataflowRunner, FlinkRunner or SparkRunner.",
+    )
+    beam_group.add_argument(
+        "--job_endpoint", help="PortableRunner: the job server's HOST:PORT, e.g. localhost:8073 (docs/runners.md)."
+    )
+    beam_group.add_argument(
+        "--prism_location",
+        help="PrismRunner: path of the prism binary; default: the one `make install` put in .cache/runners/bin.",
+    )
     beam_group.add_argument(
         "--streaming", action="store_true", help="Run in streaming mode (windows, triggers and panes as events arrive)."
     )

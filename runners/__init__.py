@@ -1,6 +1,6 @@
 """Runner profiles: everything a Beam runner needs is decided here, never in transforms.
 
-Each profile module (direct, dataflow, flink, spark) exposes:
+Each profile module (direct, prism, portable, dataflow, flink, spark) exposes:
 
 * ``RUNNER``: the Beam runner name it serves;
 * ``args_from_terraform(profile) -> list[str]``: Beam flags from one region of the
@@ -25,6 +25,8 @@ __all__ = ["ProfileError", "PROFILES", "apply_profile", "profile_for", "runner_k
 # Runner name (lower case, without the "Runner" suffix) -> profile module.
 PROFILES: dict[str, str] = {
     "direct": "runners.direct",
+    "prism": "runners.prism",
+    "portable": "runners.portable",
     "dataflow": "runners.dataflow",
     "flink": "runners.flink",
     "spark": "runners.spark",
