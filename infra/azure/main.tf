@@ -1,7 +1,7 @@
 # Every Azure region deployed by a selected jurisdiction of ../regions.json gets one
 # instance of ./modules/region (Event Hubs with geo-DR to the pair region, ADLS Gen2,
-# HDInsight with Flink on YARN and Spark, Log Analytics). azurerm is not bound to a
-# region, so one module call with for_each over regions.json covers them all.
+# HDInsight with Flink on YARN and Spark, Log Analytics, Synapse serverless SQL). azurerm
+# is not bound to a region, so one module call with for_each over regions.json covers them all.
 
 locals {
   regions_doc = jsondecode(file("${path.module}/../regions.json"))
@@ -54,6 +54,7 @@ module "region" {
   beam_version        = var.beam_version
   worker_pool_port    = var.worker_pool_port
   log_retention_days  = var.log_retention_days
+  synapse             = var.synapse
 
   depends_on = [terraform_data.region_inputs]
 }

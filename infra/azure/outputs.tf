@@ -23,3 +23,8 @@ output "gateway_passwords" {
   value       = { for r, m in module.region : r => m.gateway_password }
   sensitive   = true
 }
+
+output "synapse" {
+  description = "Per deployed region: the Synapse serverless SQL endpoint and the aggregates URL (input of infra/azure/sql/apply.sh)."
+  value       = { for r, m in module.region : r => m.synapse }
+}

@@ -181,3 +181,22 @@ variable "log_retention_days" {
     error_message = "log_retention_days must be between 30 and 730."
   }
 }
+
+variable "synapse" {
+  type = object({
+    entra_admin_login     = string
+    entra_admin_object_id = string
+    allowed_ip_ranges     = optional(list(string), [])
+  })
+  description = "Synapse serverless SQL per region: the Entra ID admin (login name and object id of a user or group; Entra-only authentication, so no SQL password exists) and client CIDR ranges the workspace firewall admits (default none: no public access)."
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", var.synapse.entra_admin_object_id))
+    error_message = "synapse.entra_admin_object_id must be the object id (a GUID) of an Entra ID user or group."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.synapse.allowed_ip_ranges : can(cidrhost(r, 0))])
+    error_message = "synapse.allowed_ip_ranges must be IPv4 CIDR ranges (a single address as a.b.c.d/32)."
+  }
+}

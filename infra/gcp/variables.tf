@@ -142,7 +142,7 @@ variable "pipeline_options" {
     max_records      = optional(number)
     max_read_time    = optional(number)
   })
-  description = "Pipeline CLI options passed one to one as flex template parameters (names as in `python -m pipelines.run --help`); null keeps the pipeline's default. output_format defaults to parquet so the BigQuery external table can read it."
+  description = "Pipeline CLI options passed one to one as flex template parameters (names as in `python -m pipelines.run --help`); null keeps the pipeline's default. output_format (parquet, the default, jsonl or avro) is also the format the BigQuery external table reads."
   default     = {}
 
   validation {
@@ -156,8 +156,13 @@ variable "pipeline_options" {
   }
 
   validation {
-    condition     = contains(["parquet"], coalesce(var.pipeline_options.output_format, "parquet"))
-    error_message = "pipeline_options.output_format must be parquet: the BigQuery external table reads Parquet."
+    condition     = contains(["parquet", "jsonl", "avro"], coalesce(var.pipeline_options.output_format, "parquet"))
+    error_message = "pipeline_options.output_format must be parquet, jsonl or avro (the BigQuery external table reads the same format)."
+  }
+
+  validation {
+    condition     = contains(["region,key"], coalesce(var.pipeline_options.dimensions, "region,key"))
+    error_message = "pipeline_options.dimensions must be region,key (the default): the BigQuery table's schema is generated from transforms/schemas/aggregate.avsc, which has those dimensions."
   }
 
   validation {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.infra import tf
@@ -95,7 +97,11 @@ def test_iterator_age_alarm_and_analytics_exist():
     alarm = tf.resource(AWS_MODULE, "aws_cloudwatch_metric_alarm", "iterator_age")
     assert alarm["metric_name"] == "GetRecords.IteratorAgeMilliseconds"
     table = tf.resource(AWS_MODULE, "aws_glue_catalog_table", "aggregates")
-    assert [p["name"] for p in table["partition_keys"]] == ["dt", "hour", "region"]
+    # Partition keys come from the generated aggregates.glue.json (test_table_definitions.py).
+    keys = next(b["partition_keys"] for b in table["dynamic"] if "partition_keys" in b)
+    assert keys["for_each"] == "${local.glue.partition_keys}"
+    glue = json.loads((AWS_MODULE / "aggregates.glue.json").read_text(encoding="utf-8"))
+    assert [p["name"] for p in glue["partition_keys"]] == ["dt", "hour", "region"]
     workgroup = tf.resource(AWS_MODULE, "aws_athena_workgroup", "this")
     assert tf.one(workgroup["configuration"])["enforce_workgroup_configuration"] is True
 

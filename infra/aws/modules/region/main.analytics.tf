@@ -1,24 +1,12 @@
 # Glue table + Athena workgroup over the sink layout:
 #   s3://BUCKET/aggregates/dt=YYYY-MM-DD/hour=HH/region=R/part-*.parquet
-# Partition projection means no crawler and no MSCK REPAIR.
+# Partition projection means no crawler and no MSCK REPAIR. `region` is only a partition key:
+# Hive tables may not declare a name twice (its value comes from the path).
 
 locals {
-  aggregate_columns = [
-    { name = "window_start", type = "string" },
-    { name = "window_end", type = "string" },
-    { name = "key", type = "string" },
-    { name = "count", type = "bigint" },
-    { name = "sum", type = "double" },
-    { name = "min", type = "double" },
-    { name = "max", type = "double" },
-    { name = "mean", type = "double" },
-    { name = "p50", type = "double" },
-    { name = "p95", type = "double" },
-    { name = "p99", type = "double" },
-    { name = "distinct_ids", type = "bigint" },
-    { name = "pane", type = "string" },
-    { name = "pane_index", type = "bigint" },
-  ]
+  # Generated from transforms/schemas/aggregate.avsc by `python -m transforms.table_definitions`;
+  # tests/infra/test_table_definitions.py fails when it is stale.
+  glue                = jsondecode(file("${path.module}/aggregates.glue.json"))
   aggregates_location = "s3://${aws_s3_bucket.data.id}/${local.aggregates_prefix}"
 }
 
@@ -47,19 +35,13 @@ resource "aws_glue_catalog_table" "aggregates" {
     "storage.location.template" = "${local.aggregates_location}/dt=$${dt}/hour=$${hour}/region=$${region}"
   }
 
-  partition_keys {
-    name = "dt"
-    type = "string"
-  }
+  dynamic "partition_keys" {
+    for_each = local.glue.partition_keys
 
-  partition_keys {
-    name = "hour"
-    type = "string"
-  }
-
-  partition_keys {
-    name = "region"
-    type = "string"
+    content {
+      name = partition_keys.value.name
+      type = partition_keys.value.type
+    }
   }
 
   storage_descriptor {
@@ -72,7 +54,38 @@ resource "aws_glue_catalog_table" "aggregates" {
     }
 
     dynamic "columns" {
-      for_each = local.aggregate_columns
+      for_each = local.glue.columns
+
+      content {
+        name = columns.value.name
+        type = columns.value.type
+      }
+    }
+  }
+}
+
+# Athena view `aggregates_latest`: the last pane (highest pane_index) of each window and
+# dimensions. Athena keeps views in Glue as VIRTUAL_VIEW tables whose original text is the
+# base64 of a Presto view definition; the SQL and its columns are generated with the table's.
+resource "aws_glue_catalog_table" "aggregates_latest" {
+  name          = "aggregates_latest"
+  database_name = aws_glue_catalog_database.this.name
+  table_type    = "VIRTUAL_VIEW"
+  parameters = {
+    presto_view = "true"
+    comment     = "Presto View"
+  }
+  view_expanded_text = "/* Presto View */"
+  view_original_text = "/* Presto View: ${base64encode(jsonencode({
+    originalSql = replace(local.glue.latest_view.sql, "$${table}", "\"${aws_glue_catalog_database.this.name}\".\"${aws_glue_catalog_table.aggregates.name}\"")
+    catalog     = "awsdatacatalog"
+    schema      = aws_glue_catalog_database.this.name
+    columns     = local.glue.latest_view.columns
+  }))} */"
+
+  storage_descriptor {
+    dynamic "columns" {
+      for_each = local.glue.latest_view.columns
 
       content {
         name = columns.value.name

@@ -29,6 +29,12 @@ resource "azurerm_storage_account" "this" {
     bypass                     = ["AzureServices", "Logging", "Metrics"]
     virtual_network_subnet_ids = [azurerm_subnet.hdinsight.id]
     ip_rules                   = var.storage.allowed_ip_ranges
+
+    # Resource instance rule: the region's Synapse workspace reads through the firewall.
+    private_link_access {
+      endpoint_resource_id = local.synapse_id
+      endpoint_tenant_id   = data.azurerm_client_config.current.tenant_id
+    }
   }
 
   blob_properties {

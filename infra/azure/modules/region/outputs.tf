@@ -39,3 +39,12 @@ output "gateway_password" {
   value       = random_password.gateway.result
   sensitive   = true
 }
+
+output "synapse" {
+  description = "Synapse serverless SQL endpoint and the aggregates URL its external data source points at (infra/azure/sql/apply.sh reads both)."
+  value = {
+    workspace      = azurerm_synapse_workspace.this.name
+    sql_endpoint   = azurerm_synapse_workspace.this.connectivity_endpoints["sqlOnDemand"]
+    aggregates_url = local.aggregates_url
+  }
+}
