@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -97,3 +97,22 @@ def check_region_in_jurisdiction(options: PipelineOptions, cloud: str, region: s
 def merge_flags(base: Sequence[str], args: Sequence[str], overrides: Mapping[str, object]) -> list[str]:
     """Terraform flags, then user args, then keyword overrides: argparse keeps the last value."""
     return [*base, *args, *to_flags(overrides)]
+
+
+def region_flags(profile: Mapping[str, object] | None) -> dict[str, object]:
+    """The flags that point a local run at a deployed region's stream and bucket (each optional)."""
+    profile = profile or {}
+    return {
+        "source": profile.get("source"),
+        "output": profile.get("output"),
+        "dead_letter": profile.get("dead_letter"),
+        "jurisdiction": profile.get("jurisdiction"),
+        "sink_region": profile.get("region"),
+    }
+
+
+def built(flags: Sequence[str], apply_profile: Callable[[PipelineOptions], None]) -> PipelineOptions:
+    """Options parsed from ``flags``, then filled and validated by a profile's ``apply_profile``."""
+    options = PipelineOptions(list(flags))
+    apply_profile(options)
+    return options

@@ -12,7 +12,7 @@ from typing import Any
 import apache_beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from runners._common import ProfileError, merge_flags, to_flags
+from runners._common import ProfileError, built, merge_flags, region_flags, to_flags
 
 RUNNER = "DirectRunner"
 LOG = logging.getLogger(__name__)
@@ -21,17 +21,7 @@ RUNNING_MODES = ("in_memory", "multi_processing")
 
 def args_from_terraform(profile: Mapping[str, object] | None = None) -> list[str]:
     """Flags for a local run against a deployed region's stream and bucket (both optional)."""
-    profile = profile or {}
-    return to_flags(
-        {
-            "runner": RUNNER,
-            "source": profile.get("source"),
-            "output": profile.get("output"),
-            "dead_letter": profile.get("dead_letter"),
-            "jurisdiction": profile.get("jurisdiction"),
-            "sink_region": profile.get("region"),
-        }
-    )
+    return to_flags({"runner": RUNNER, **region_flags(profile)})
 
 
 def apply_profile(options: PipelineOptions) -> None:
@@ -55,9 +45,7 @@ def build_options(
     profile: Mapping[str, object] | None = None, *, args: Sequence[str] = (), **overrides: object
 ) -> PipelineOptions:
     """DirectRunner options from an optional Terraform region profile, args and overrides."""
-    options = PipelineOptions(merge_flags(args_from_terraform(profile), args, overrides))
-    apply_profile(options)
-    return options
+    return built(merge_flags(args_from_terraform(profile), args, overrides), apply_profile)
 
 
 def bound_bundle_metrics() -> bool:

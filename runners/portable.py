@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, StandardOptions
 
-from runners._common import ProfileError, fill_streaming, merge_flags, require, to_flags
+from runners._common import ProfileError, built, fill_streaming, merge_flags, region_flags, require, to_flags
 
 RUNNER = "PortableRunner"
 ENVIRONMENT_TYPES = ("LOOPBACK", "EXTERNAL", "PROCESS", "DOCKER")
@@ -23,18 +23,8 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 def args_from_terraform(profile: Mapping[str, object] | None = None) -> list[str]:
     """Flags for a run on a job server against a deployed region's stream and bucket (both optional)."""
-    profile = profile or {}
-    return to_flags(
-        {
-            "runner": RUNNER,
-            "job_endpoint": profile.get("job_endpoint"),
-            "source": profile.get("source"),
-            "output": profile.get("output"),
-            "dead_letter": profile.get("dead_letter"),
-            "jurisdiction": profile.get("jurisdiction"),
-            "sink_region": profile.get("region"),
-        }
-    )
+    job_endpoint = (profile or {}).get("job_endpoint")
+    return to_flags({"runner": RUNNER, "job_endpoint": job_endpoint, **region_flags(profile)})
 
 
 def check_endpoint(value: str, option: str) -> str:
@@ -96,6 +86,4 @@ def build_options(
     profile: Mapping[str, object] | None = None, *, args: Sequence[str] = (), **overrides: object
 ) -> PipelineOptions:
     """PortableRunner options from an optional Terraform region profile, args and overrides."""
-    options = PipelineOptions(merge_flags(args_from_terraform(profile), args, overrides))
-    apply_profile(options)
-    return options
+    return built(merge_flags(args_from_terraform(profile), args, overrides), apply_profile)

@@ -17,7 +17,7 @@ from pathlib import Path
 import apache_beam
 from apache_beam.options.pipeline_options import PipelineOptions, PrismRunnerOptions, StandardOptions
 
-from runners._common import ProfileError, explicit, fill_streaming, merge_flags, to_flags
+from runners._common import ProfileError, built, explicit, fill_streaming, merge_flags, region_flags, to_flags
 from runners.portable import check_environment
 
 RUNNER = "PrismRunner"
@@ -58,17 +58,7 @@ def _check_location(location: str) -> None:
 
 def args_from_terraform(profile: Mapping[str, object] | None = None) -> list[str]:
     """Flags for a local Prism run against a deployed region's stream and bucket (both optional)."""
-    profile = profile or {}
-    return to_flags(
-        {
-            "runner": RUNNER,
-            "source": profile.get("source"),
-            "output": profile.get("output"),
-            "dead_letter": profile.get("dead_letter"),
-            "jurisdiction": profile.get("jurisdiction"),
-            "sink_region": profile.get("region"),
-        }
-    )
+    return to_flags({"runner": RUNNER, **region_flags(profile)})
 
 
 def apply_profile(options: PipelineOptions) -> None:
@@ -90,6 +80,4 @@ def build_options(
     profile: Mapping[str, object] | None = None, *, args: Sequence[str] = (), **overrides: object
 ) -> PipelineOptions:
     """PrismRunner options from an optional Terraform region profile, args and overrides."""
-    options = PipelineOptions(merge_flags(args_from_terraform(profile), args, overrides))
-    apply_profile(options)
-    return options
+    return built(merge_flags(args_from_terraform(profile), args, overrides), apply_profile)
