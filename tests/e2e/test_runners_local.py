@@ -64,16 +64,21 @@ def assert_same_aggregates(out: Path, reference: Path) -> None:
                 assert row[field] == value, (group, field)
 
 
+def dead_letters(out: Path) -> Path:
+    return out.with_name(out.name + "_dead_letter")
+
+
 def dead_letter_sources(out: Path) -> list[str]:
     return sorted(
         orjson.loads(line)["source"]
-        for path in (out / "dead_letter").glob("*.jsonl")
+        for path in dead_letters(out).rglob("*part-*")
         for line in path.read_bytes().splitlines()
     )
 
 
-def run_ok(*args: str) -> dict[str, int]:
-    result = run_cli(*args)
+def run_ok(out: Path, *args: str) -> dict[str, int]:
+    """The CLI's summary of a job writing aggregates to `out` and dead letters to `dead_letters(out)`."""
+    result = run_cli(*args, "--output", str(out), "--dead_letter", str(dead_letters(out)))
     assert result.returncode == 0, result.stderr
     return summary(result.stdout)
 
@@ -86,7 +91,7 @@ def prism() -> Path:
 @pytest.fixture(scope="module")
 def direct_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
     out = tmp_path_factory.mktemp("direct") / "out"
-    return out, run_ok("--source", SYNTHETIC, "--output", str(out))
+    return out, run_ok(out, "--source", SYNTHETIC)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +110,7 @@ def prism_job_server(prism: Path) -> Iterator[str]:
 def test_prism_runner_writes_what_the_direct_runner_writes(prism, direct_run, tmp_path):
     reference, direct_summary = direct_run
     out = tmp_path / "out"
-    counters = run_ok("--runner", "PrismRunner", "--source", SYNTHETIC, "--output", str(out))
+    counters = run_ok(out, "--runner", "PrismRunner", "--source", SYNTHETIC)
     # Metrics come back through the portable job service: the same real numbers as the DirectRunner's.
     assert counters == direct_summary
     assert counters["records read"] == 20_000 and counters["dead letters"] > 0 and counters["aggregates"] > 0
@@ -116,19 +121,15 @@ def test_prism_runner_writes_what_the_direct_runner_writes(prism, direct_run, tm
 def test_portable_runner_on_a_prism_job_server(prism_job_server, direct_run, tmp_path):
     reference, direct_summary = direct_run
     out = tmp_path / "out"
-    counters = run_ok(
-        "--runner", "PortableRunner", "--job_endpoint", prism_job_server, "--source", SYNTHETIC, "--output", str(out)
-    )
+    counters = run_ok(out, "--runner", "PortableRunner", "--job_endpoint", prism_job_server, "--source", SYNTHETIC)
     assert counters == direct_summary
     assert_same_aggregates(out, reference)
 
 
 def test_prism_session_windows_equal_the_direct_runner(prism, tmp_path):
     source = "synthetic://?events=5000&keys=10&seed=11"
-    direct = run_ok("--source", source, "--window", "session:30", "--output", str(tmp_path / "direct"))
-    counters = run_ok(
-        "--runner", "PrismRunner", "--source", source, "--window", "session:30", "--output", str(tmp_path / "prism")
-    )
+    direct = run_ok(tmp_path / "direct", "--source", source, "--window", "session:30")
+    counters = run_ok(tmp_path / "prism", "--runner", "PrismRunner", "--source", source, "--window", "session:30")
     assert counters == direct and counters["windows"] > 0
     assert_same_aggregates(tmp_path / "prism", tmp_path / "direct")
 
@@ -142,7 +143,7 @@ def test_prism_reads_files_and_writes_dead_letters(prism, tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out"
-    counters = run_ok("--runner", "PrismRunner", "--source", f"file://{path}", "--output", str(out))
+    counters = run_ok(out, "--runner", "PrismRunner", "--source", f"file://{path}")
     assert counters["records read"] == len(lines) and counters["dead letters"] == len(MALFORMED)
     check_against_expected(read_aggregates(out, "jsonl"), expected_aggregates(events))
     assert sorted(int(source.rsplit(":", 1)[1]) for source in dead_letter_sources(out)) == bad_lines
