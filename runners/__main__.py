@@ -14,7 +14,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 
-from runners import ProfileError, profile_for
+from runners import PROFILES, ProfileError, profile_for
 
 
 def region_profiles(document: Mapping[str, object]) -> Mapping[str, Mapping[str, object]]:
@@ -30,7 +30,8 @@ def region_profiles(document: Mapping[str, object]) -> Mapping[str, Mapping[str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runners", description=__doc__.splitlines()[0])
-    parser.add_argument("--runner", required=True, help="DataflowRunner, FlinkRunner, SparkRunner or DirectRunner.")
+    runners = ", ".join(f"{key.capitalize()}Runner" for key in PROFILES)
+    parser.add_argument("--runner", required=True, help=f"One of: {runners}.")
     parser.add_argument("--region", required=True, help="A region key of the runner_profiles output.")
     parser.add_argument("--tf-output", help="File with the JSON; default: standard input.")
     ns = parser.parse_args(argv)
