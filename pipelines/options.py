@@ -160,7 +160,7 @@ class AnalyticsOptions(PipelineOptions):
             "--jurisdiction",
             default=None,
             help="Refuse, before starting, any source or sink outside this jurisdiction of "
-            "infra/regions.json (us, eu, apac).",
+            "infra/regions.json (us, eu, uk, sg, jp, au).",
         )
         group.add_argument(
             "--sink_region",

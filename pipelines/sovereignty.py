@@ -10,7 +10,8 @@ Where each resource is:
 - synthetic://, file:// (local): runs where the job runs, not checked.
 - kinesis://STREAM?region=R (aws): `?region=`, else `--source_region`, else boto3's region.
 - eventhubs://NAMESPACE/HUB (azure): `--source_region` (or `?region=`); a namespace's region
-  is only known to Azure Resource Manager.
+  is only known to Azure Resource Manager. When regions.json gives that region an Event Hubs
+  geo-DR pair, the pair counts too: after a failover the alias serves the hub from there.
 - pubsub://projects/P/subscriptions/S (gcp): `--source_region`, else the topic's message
   storage policy; every allowed persistence region must be inside j, and a topic without a
   policy (Pub/Sub may then store messages anywhere) is refused.
@@ -47,12 +48,17 @@ class SovereigntyError(ValueError):
 def _load_regions() -> Regions:
     path = regions_path()
     try:
-        return load_regions(path)
+        regions = load_regions(path)
     except OSError as err:
         raise SovereigntyError(
             f"--jurisdiction needs {path} (the regions of each jurisdiction): {err.strerror}; "
             f"run from the repository or set {REGIONS_ENV}."
         ) from None
+    problems = regions.problems()
+    if problems:
+        # A file that contradicts itself cannot say where data may go.
+        raise SovereigntyError(f"--jurisdiction refuses to run on {path}: {'; '.join(problems)}.")
+    return regions
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,13 @@ def _default_aws_region() -> str | None:
 
 
 def place_source(
-    scheme: str, location: str, params: Mapping[str, str], uri: str, source_region: str | None, lookups: Lookups
+    scheme: str,
+    location: str,
+    params: Mapping[str, str],
+    uri: str,
+    source_region: str | None,
+    lookups: Lookups,
+    regions: Regions,
 ) -> Placement:
     if scheme == "kinesis":
         stream = f"Kinesis stream {location!r}"
@@ -180,6 +192,12 @@ def place_source(
                 f"only known to Azure Resource Manager; pass --source_region (the region of namespace {namespace!r})."
             )
         how = "?region= in the URI" if params.get("region") else "--source_region"
+        pair = regions.geo_dr_pair(region)
+        if pair:
+            return Placement(
+                "source", uri, "azure", (region, pair), f"{how} and its geo-DR pair in regions.json",
+                f"Event Hubs namespace {namespace!r}",
+            )  # fmt: skip
         return Placement("source", uri, "azure", (region,), how, f"Event Hubs namespace {namespace!r}")
     if scheme == "pubsub":
         if source_region:
@@ -270,7 +288,7 @@ def _refusal(jurisdiction: str, placement: Placement, outside: Sequence[str], re
     return (
         f"--jurisdiction {jurisdiction} refuses the {placement.role} {placement.uri}: "
         f"{placement.resource or 'it'} is in {where}{note}, from {placement.how}; "
-        f"{jurisdiction} allows {cloud} regions {allowed}{extra}."
+        f"{jurisdiction} ({regions.name_of(jurisdiction)}) allows {cloud} regions {allowed}{extra}."
     )
 
 
@@ -307,11 +325,8 @@ def enforce_jurisdiction(
             f"{', '.join(regions.jurisdictions())}."
         )
     lookups = lookups or Lookups()
-    placements = [
-        place_source(
-            source.scheme, source.location, source.params, source.uri or source.location, source_region, lookups
-        )
-    ]
+    uri = source.uri or source.location
+    placements = [place_source(source.scheme, source.location, source.params, uri, source_region, lookups, regions)]
     seen: set[str] = set()
     for role, path in sinks:
         if path in seen:

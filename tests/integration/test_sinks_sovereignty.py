@@ -18,7 +18,10 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "synthetic://?events=300&keys=3&seed=7"
-EU_AWS = "eu allows aws regions eu-west-1, eu-west-2, eu-west-3, eu-central-1, eu-north-1, eu-south-1."
+EU_AWS = (
+    "eu (European Union and EEA) allows aws regions eu-west-1, eu-west-3, eu-central-1, eu-north-1, eu-south-1, "
+    "eu-south-2."
+)
 
 
 def _name(prefix: str) -> str:

@@ -54,7 +54,12 @@ CASES = [
     ("eu", "gcp", "EUR4", True),  # the profiles knew no GCS dual-region
     ("eu", "gcp", "eu", True),
     ("us", "gcp", "NAM4", True),
-    ("apac", "gcp", "ASIA", True),
+    ("jp", "gcp", "ASIA1", True),  # Tokyo and Osaka
+    ("sg", "gcp", "ASIA", False),  # a multi-region across several Asian countries
+    ("sg", "azure", "eastasia", False),  # Hong Kong is not Singapore
+    ("eu", "aws", "eu-west-2", False),  # London is not in the EU
+    ("uk", "gcp", "europe-west2", True),
+    ("eu", "gcp", "EUR5", False),  # a dual-region with London
     ("eu", "gcp", "US", False),
     ("eu", "gcp", "NAM4", False),
     ("eu", "aws", "EU", False),  # a GCS multi-region, not an AWS region
