@@ -11,12 +11,42 @@ variable "name_prefix" {
 
 variable "jurisdictions" {
   type        = set(string)
-  description = "Jurisdictions of ../regions.json to deploy; every AWS region they list gets a stream, a bucket and an EMR cluster."
-  default     = ["us", "eu", "apac"]
+  description = "Jurisdictions of ../regions.json to deploy (in practice one: state_region must lie inside each); every AWS region they list gets a stream, a bucket and an EMR cluster."
 
   validation {
-    condition     = length(var.jurisdictions) > 0 && alltrue([for j in var.jurisdictions : contains(["us", "eu", "apac"], j)])
-    error_message = "jurisdictions must be a non-empty subset of us, eu, apac."
+    condition     = length(var.jurisdictions) > 0 && alltrue([for j in var.jurisdictions : contains(["us", "eu", "uk", "sg", "jp", "au"], j)])
+    error_message = "jurisdictions must be a non-empty subset of us, eu, uk, sg, jp, au (the keys of regions.json)."
+  }
+}
+
+variable "state_region" {
+  type        = string
+  description = "Region of the S3 bucket and DynamoDB table that hold this root's state (the region in backend.hcl); it must lie inside the deployed jurisdiction, which the plan checks."
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.state_region))
+    error_message = "state_region must be an AWS region name such as eu-west-1."
+  }
+}
+
+variable "capacity" {
+  type = object({
+    peak_events_per_second = optional(number, 100000)
+    event_bytes            = optional(number, 1024)
+    headroom               = optional(number, 1.2)
+    events_per_unit        = optional(number, 10000)
+  })
+  description = "Declared peak: events per second over all deployed AWS regions (spread evenly), bytes per event, headroom factor; events_per_unit is what one EMR fleet unit (m7g.xlarge) processes per second. Kinesis shards and the EMR scaling cap are derived from it."
+  default     = {}
+
+  validation {
+    condition     = var.capacity.peak_events_per_second >= 1 && var.capacity.peak_events_per_second <= 10000000 && var.capacity.event_bytes >= 1 && var.capacity.event_bytes <= 1048576
+    error_message = "capacity.peak_events_per_second must be 1-10000000 and capacity.event_bytes 1-1048576 (Kinesis' record limit)."
+  }
+
+  validation {
+    condition     = var.capacity.headroom >= 1 && var.capacity.headroom <= 4 && var.capacity.events_per_unit >= 100
+    error_message = "capacity.headroom must be between 1 and 4 and capacity.events_per_unit at least 100."
   }
 }
 
@@ -47,11 +77,11 @@ variable "tags" {
 
 variable "kinesis" {
   type = object({
-    mode            = optional(string, "ON_DEMAND")
-    shard_count     = optional(number, 1)
+    mode            = optional(string, "PROVISIONED")
+    shard_count     = optional(number)
     retention_hours = optional(number, 24)
   })
-  description = "Kinesis stream per region: mode ON_DEMAND (default) or PROVISIONED, shard_count for PROVISIONED, retention_hours 24-8760."
+  description = "Kinesis stream per region: mode PROVISIONED (default; shard_count derived from capacity unless set) or ON_DEMAND (a new on-demand stream starts at 4 MiB/s of writes and only doubles its 30-day peak), retention_hours 24-8760."
   default     = {}
 
   validation {
@@ -65,7 +95,7 @@ variable "kinesis" {
   }
 
   validation {
-    condition     = var.kinesis.shard_count >= 1 && var.kinesis.shard_count <= 500
+    condition     = var.kinesis.shard_count == null || (coalesce(var.kinesis.shard_count, 1) >= 1 && coalesce(var.kinesis.shard_count, 1) <= 500)
     error_message = "kinesis.shard_count must be between 1 and 500."
   }
 }

@@ -21,12 +21,53 @@ variable "name_prefix" {
 
 variable "jurisdictions" {
   type        = set(string)
-  description = "Jurisdictions of ../regions.json to deploy; every Azure region they list gets a namespace (with geo-DR), a storage account and an HDInsight cluster."
-  default     = ["us", "eu", "apac"]
+  description = "Jurisdictions of ../regions.json to deploy (in practice one: state_region must lie inside each); every Azure region they list gets a namespace (with geo-DR where the jurisdiction has a second region), a storage account and an HDInsight cluster."
 
   validation {
-    condition     = length(var.jurisdictions) > 0 && alltrue([for j in var.jurisdictions : contains(["us", "eu", "apac"], j)])
-    error_message = "jurisdictions must be a non-empty subset of us, eu, apac."
+    condition     = length(var.jurisdictions) > 0 && alltrue([for j in var.jurisdictions : contains(["us", "eu", "uk", "sg", "jp", "au"], j)])
+    error_message = "jurisdictions must be a non-empty subset of us, eu, uk, sg, jp, au (the keys of regions.json)."
+  }
+}
+
+variable "state_region" {
+  type        = string
+  description = "Azure region of the storage account that holds this root's state (backend.hcl); it must lie inside the deployed jurisdiction, which the plan checks."
+
+  validation {
+    condition     = can(regex("^[a-z]+[0-9]?$", var.state_region))
+    error_message = "state_region must be an Azure location name such as westeurope."
+  }
+}
+
+variable "capacity" {
+  type = object({
+    peak_events_per_second = optional(number, 100000)
+    event_bytes            = optional(number, 1024)
+    headroom               = optional(number, 1.2)
+    mb_per_processing_unit = optional(number, 5)
+  })
+  description = "Declared peak: events per second over all deployed Azure regions (spread evenly), bytes per event, headroom factor, and the ingress one Event Hubs Premium processing unit is planned for (Microsoft quotes 5-10 MB/s). The namespace tier, throughput or processing units and partitions are derived from it."
+  default     = {}
+
+  validation {
+    condition     = var.capacity.peak_events_per_second >= 1 && var.capacity.peak_events_per_second <= 10000000 && var.capacity.event_bytes >= 1 && var.capacity.event_bytes <= 1048576
+    error_message = "capacity.peak_events_per_second must be 1-10000000 and capacity.event_bytes 1-1048576."
+  }
+
+  validation {
+    condition     = var.capacity.headroom >= 1 && var.capacity.headroom <= 4 && var.capacity.mb_per_processing_unit >= 1 && var.capacity.mb_per_processing_unit <= 10
+    error_message = "capacity.headroom must be between 1 and 4 and capacity.mb_per_processing_unit between 1 and 10."
+  }
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "E-mail addresses of each region's action group: source lag, throttling and dead-letter alerts."
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", e))])
+    error_message = "alert_emails must be e-mail addresses."
   }
 }
 
@@ -83,14 +124,25 @@ variable "storage" {
     delete_after_days         = optional(number, 400)
     soft_delete_days          = optional(number, 14)
     allowed_ip_ranges         = optional(list(string), [])
+    deployer_ip_ranges        = list(string)
     infrastructure_encryption = optional(bool, true)
+    query_horizon_days        = optional(number, 400)
   })
-  description = "ADLS Gen2 per region: Cool after 30 days and Archive after 90 are fixed; deletion age (> 90), soft-delete days, public IP ranges allowed through the storage and Event Hubs firewalls (e.g. your office). Replication is GRS (to Azure's paired region, inside the jurisdiction)."
-  default     = {}
+  description = "ADLS Gen2 per region: blobs go Cool after 30 days and stay queryable until query_horizon_days (Archive only after it, if it is before deletion); deletion age (> 90), soft-delete days, public IP ranges allowed through the storage and Event Hubs firewalls (where the pipeline runs from), and deployer_ip_ranges: where Terraform runs (it writes blobs and file systems through the data plane, which the firewall otherwise refuses). Replication is GRS where Azure's paired region is inside the jurisdiction, else ZRS."
 
   validation {
     condition     = var.storage.delete_after_days > 90 && var.storage.delete_after_days <= 3650
     error_message = "storage.delete_after_days must be between 91 and 3650."
+  }
+
+  validation {
+    condition     = length(var.storage.deployer_ip_ranges) > 0 && alltrue([for r in var.storage.deployer_ip_ranges : can(cidrhost(r, 0)) || can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}$", r))])
+    error_message = "storage.deployer_ip_ranges must list the public IPv4 address or range Terraform runs from."
+  }
+
+  validation {
+    condition     = var.storage.query_horizon_days >= 30 && var.storage.query_horizon_days <= 3650
+    error_message = "storage.query_horizon_days must be between 30 and 3650."
   }
 
 }

@@ -21,12 +21,67 @@ variable "name_prefix" {
 
 variable "jurisdictions" {
   type        = set(string)
-  description = "Jurisdictions of ../regions.json to deploy; every GCP region they list gets a topic, a bucket and a Dataflow job."
-  default     = ["us", "eu", "apac"]
+  description = "Jurisdictions of ../regions.json to deploy (in practice one: state_region must lie inside each); every GCP region they list gets a topic, a bucket and a Dataflow job."
 
   validation {
-    condition     = length(var.jurisdictions) > 0 && alltrue([for j in var.jurisdictions : contains(["us", "eu", "apac"], j)])
-    error_message = "jurisdictions must be a non-empty subset of us, eu, apac."
+    condition     = length(var.jurisdictions) > 0 && alltrue([for j in var.jurisdictions : contains(["us", "eu", "uk", "sg", "jp", "au"], j)])
+    error_message = "jurisdictions must be a non-empty subset of us, eu, uk, sg, jp, au (the keys of regions.json)."
+  }
+}
+
+variable "state_region" {
+  type        = string
+  description = "Location of the GCS bucket that holds this root's state (backend.hcl): a region, or a multi-/dual-region of regions.json gcs_multi_regions; it must lie inside the deployed jurisdiction, which the plan checks."
+
+  validation {
+    condition     = can(regex("^([a-z]+-[a-z]+[0-9]+|[A-Z]+[0-9]*)$", var.state_region))
+    error_message = "state_region must be a GCP region such as europe-west1 or a GCS multi-/dual-region such as EU."
+  }
+}
+
+variable "capacity" {
+  type = object({
+    peak_events_per_second = optional(number, 100000)
+    event_bytes            = optional(number, 1024)
+    headroom               = optional(number, 1.2)
+    events_per_worker      = optional(number, 10000)
+  })
+  description = "Declared peak: events per second over all deployed GCP regions (spread evenly), bytes per event, headroom factor, and what one Dataflow worker processes per second; the Dataflow autoscaling cap is derived from it (never below dataflow.max_workers)."
+  default     = {}
+
+  validation {
+    condition     = var.capacity.peak_events_per_second >= 1 && var.capacity.peak_events_per_second <= 10000000 && var.capacity.event_bytes >= 1 && var.capacity.event_bytes <= 10485760
+    error_message = "capacity.peak_events_per_second must be 1-10000000 and capacity.event_bytes 1-10485760 (Pub/Sub's message limit)."
+  }
+
+  validation {
+    condition     = var.capacity.headroom >= 1 && var.capacity.headroom <= 4 && var.capacity.events_per_worker >= 100
+    error_message = "capacity.headroom must be between 1 and 4 and capacity.events_per_worker at least 100."
+  }
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "E-mail addresses notified by every region's alert policies (source lag, Dataflow system lag, dead letters)."
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", e))])
+    error_message = "alert_emails must be e-mail addresses."
+  }
+}
+
+variable "alert_thresholds" {
+  type = object({
+    oldest_unacked_seconds = optional(number, 300)
+    system_lag_seconds     = optional(number, 300)
+  })
+  description = "Alert when a region's oldest unacknowledged Pub/Sub message or its Dataflow system lag exceeds these many seconds for 5 minutes."
+  default     = {}
+
+  validation {
+    condition     = var.alert_thresholds.oldest_unacked_seconds >= 30 && var.alert_thresholds.system_lag_seconds >= 30
+    error_message = "alert_thresholds must be at least 30 seconds."
   }
 }
 
@@ -59,9 +114,9 @@ variable "subnet_cidrs" {
   type        = map(string)
   description = "IPv4 range of the Dataflow subnet, keyed by GCP region; one entry for every deployed region."
   default = {
-    "us-central1"  = "10.10.0.0/20"
-    "europe-west1" = "10.20.0.0/20"
-    "asia-east1"   = "10.30.0.0/20"
+    "us-central1"     = "10.10.0.0/20"
+    "europe-west1"    = "10.20.0.0/20"
+    "asia-southeast1" = "10.30.0.0/20"
   }
 
   validation {
@@ -74,9 +129,8 @@ variable "pubsub" {
   type = object({
     message_retention_seconds = optional(number, 604800)
     ack_deadline_seconds      = optional(number, 60)
-    max_delivery_attempts     = optional(number, 10)
   })
-  description = "Pub/Sub per region: retention (600-604800 s, default 7 days), ack deadline (10-600 s) and deliveries before dead-lettering (5-100)."
+  description = "Pub/Sub per region: retention (600-604800 s, default 7 days) and ack deadline (10-600 s)."
   default     = {}
 
   validation {
@@ -84,10 +138,6 @@ variable "pubsub" {
     error_message = "pubsub.message_retention_seconds must be between 600 and 604800."
   }
 
-  validation {
-    condition     = var.pubsub.max_delivery_attempts >= 5 && var.pubsub.max_delivery_attempts <= 100
-    error_message = "pubsub.max_delivery_attempts must be between 5 and 100."
-  }
 }
 
 variable "bucket" {
@@ -136,6 +186,7 @@ variable "pipeline_options" {
     allowed_lateness = optional(number)
     early_firing     = optional(number)
     window_shards    = optional(number)
+    file_roll        = optional(number)
     dedupe_by        = optional(string)
     dedupe_max_ids   = optional(number)
     output_format    = optional(string, "parquet")

@@ -46,15 +46,37 @@ def test_s3_bucket_has_every_guard(bucket):
     assert tf.one(_companion("aws_s3_bucket_versioning", bucket)["versioning_configuration"])["status"] == "Enabled"
     policy = _companion("aws_s3_bucket_policy", bucket)["policy"]
     assert "aws:SecureTransport" in policy and "Deny" in policy, f"{bucket}: no TLS-only policy"
-    rule = tf.one(_companion("aws_s3_bucket_lifecycle_configuration", bucket)["rule"])
-    assert rule["status"] == "Enabled"
-    assert "abort_incomplete_multipart_upload" in rule and "expiration" in rule
+    rules = _companion("aws_s3_bucket_lifecycle_configuration", bucket)["rule"]
+    for rule in rules:
+        assert rule["status"] == "Enabled"
+        assert "abort_incomplete_multipart_upload" in rule
+    assert any("expiration" in rule for rule in rules)
 
 
-def test_aggregates_bucket_tiers_ia_30_glacier_ir_90_and_expires_configurably():
-    rule = tf.one(_companion("aws_s3_bucket_lifecycle_configuration", "data")["rule"])
+@pytest.mark.parametrize("bucket", _s3_buckets())
+def test_no_s3_lifecycle_rule_covers_the_whole_bucket(bucket):
+    # A rule without a prefix would expire the EMR scripts, the wheel and Flink's checkpoints.
+    for rule in _companion("aws_s3_bucket_lifecycle_configuration", bucket)["rule"]:
+        if set(rule) == {"id", "status", "filter", "abort_incomplete_multipart_upload"}:
+            continue  # aborting incomplete uploads removes no object: it may cover the bucket
+        prefix = tf.one(rule["filter"]).get("prefix", "")
+        assert prefix.endswith("/") and len(prefix) > 1, f"{bucket}: rule {rule['id']} has no prefix filter"
+        assert not prefix.startswith("emr/") or bucket == "logs", f"{bucket}: rule {rule['id']} ages emr/"
+
+
+def _s3_rule(bucket: str, rule_id: str) -> dict:
+    rules = _companion("aws_s3_bucket_lifecycle_configuration", bucket)["rule"]
+    return next(r for r in rules if r["id"] == rule_id)
+
+
+@pytest.mark.parametrize(
+    "rule_id,prefix", [("aggregates", "aggregates_prefix"), ("dead-letters", "dead_letter_prefix")]
+)
+def test_aggregates_bucket_tiers_ia_30_glacier_ir_90_and_expires_configurably(rule_id, prefix):
+    rule = _s3_rule("data", rule_id)
+    assert tf.one(rule["filter"])["prefix"] == f"${{local.{prefix}}}/"
     transitions = {(t["days"], t["storage_class"]) for t in rule["transition"]}
-    assert transitions == {(30, "STANDARD_IA"), (90, "GLACIER_IR")}
+    assert transitions == {(30, "STANDARD_IA"), (90, "GLACIER_IR")}  # both stay readable by Athena
     assert tf.one(rule["expiration"])["days"] == "${var.bucket.expiration_days}"
 
 
@@ -63,7 +85,8 @@ def test_kinesis_stream_is_kms_encrypted_with_configurable_mode_and_retention():
     assert stream["encryption_type"] == "KMS" and "aws_kms_key" in stream["kms_key_id"]
     assert stream["retention_period"] == "${var.kinesis.retention_hours}"
     assert tf.one(stream["stream_mode_details"])["stream_mode"] == "${var.kinesis.mode}"
-    assert tf.variables(tf.INFRA / "aws")["kinesis"]["type"].count("ON_DEMAND") == 1
+    # Provisioned by default: the shard count is derived from the declared peak (test_capacity.py).
+    assert "optional(string, 'PROVISIONED')" in tf.variables(tf.INFRA / "aws")["kinesis"]["type"].replace('"', "'")
 
 
 def test_emr_runs_a_beam_supported_flink_with_scaling_spot_and_encryption():
@@ -134,11 +157,20 @@ def test_azure_storage_is_adls_tls12_private_and_tiered():
     assert tf.one(account["network_rules"])["default_action"] == "Deny"
     for _, name, container in tf.resources(AZURE_MODULE, "azurerm_storage_container"):
         assert container["container_access_type"] == "private", f"container {name} is not private"
-    policy = tf.resource(AZURE_MODULE, "azurerm_storage_management_policy", "this")
-    base = tf.one(tf.one(tf.one(policy["rule"])["actions"])["base_blob"])
+    policy = tf.one(tf.resource(AZURE_MODULE, "azurerm_storage_management_policy", "this")["rule"])
+    base = tf.one(tf.one(policy["actions"])["base_blob"])
     assert base["tier_to_cool_after_days_since_modification_greater_than"] == 30
-    assert base["tier_to_archive_after_days_since_modification_greater_than"] == 90
+    # Archive (unreadable until rehydrated) only after the query horizon, if at all.
+    archive = base["tier_to_archive_after_days_since_modification_greater_than"]
+    assert "var.storage.query_horizon_days < var.storage.delete_after_days" in archive
     assert base["delete_after_days_since_modification_greater_than"] == "${var.storage.delete_after_days}"
+    prefixes = tf.one(policy["filters"])["prefix_match"]
+    assert prefixes == [
+        "${local.aggregates_container}/${local.aggregates_container}/",
+        "${local.aggregates_container}/${local.dead_letter_prefix}/",
+    ]
+    # Terraform's own data-plane calls (blobs, file systems) pass the firewall.
+    assert "var.storage.deployer_ip_ranges" in tf.one(account["network_rules"])["ip_rules"]
 
 
 def test_azure_eventhubs_kafka_tier_rules_and_network():
@@ -164,3 +196,27 @@ def test_hdinsight_51_spark_with_flink_script_action_in_a_vnet_with_nsg():
     tf.resource(AZURE_MODULE, "azurerm_subnet_network_security_group_association", "hdinsight")
     settings = [n for _, n, _ in tf.resources(AZURE_MODULE, "azurerm_monitor_diagnostic_setting")]
     assert {"eventhub", "blob", "hdinsight"} <= set(settings)
+
+
+def test_gcs_lifecycle_rules_age_only_the_pipelines_output():
+    for bucket in ("data", "logs"):
+        for rule in tf.resource(GCP_MODULE, "google_storage_bucket", bucket)["lifecycle_rule"]:
+            condition, action = tf.one(rule["condition"]), tf.one(rule["action"])
+            if action["type"] == "AbortIncompleteMultipartUpload":
+                continue
+            assert condition.get("matches_prefix"), f"{bucket}: a {action['type']} rule covers the whole bucket"
+    assert tf.locals_(GCP_MODULE)["expiring_prefixes"] == [
+        "${local.aggregates_prefix}/",
+        "${local.dead_letter_prefix}/",
+    ]
+
+
+def test_access_logs_can_be_delivered():
+    # S3 writes server access logs as logging.s3 into the SSE-KMS logs bucket.
+    key_policy = tf.resource(AWS_MODULE, "aws_kms_key", "this")["policy"]
+    assert "logging.s3.amazonaws.com" in key_policy
+    # Cloud Storage writes usage logs as cloud-storage-analytics@google.com.
+    grant = tf.resource(GCP_MODULE, "google_storage_bucket_iam_member", "access_log_writer")
+    assert grant["bucket"] == "${google_storage_bucket.logs.name}"
+    assert grant["member"] == "group:cloud-storage-analytics@google.com"
+    assert grant["role"] == "roles/storage.objectCreator"

@@ -22,13 +22,30 @@ REGION_KIT = {
 
 def test_regions_json_schema_and_required_regions():
     doc = tf.regions_doc()
-    assert set(doc["jurisdictions"]) == {"us", "eu", "apac"}
+    # Legal jurisdictions, each with its name; "apac" (Singapore with Hong Kong) is gone.
+    assert set(doc["jurisdictions"]) == {"us", "eu", "uk", "sg", "jp", "au"}
+    assert all(spec["name"] for spec in doc["jurisdictions"].values())
     for cloud, required in {
         "aws": {"us-east-1", "eu-west-1", "ap-southeast-1"},
         "azure": {"eastus", "westeurope", "southeastasia"},
-        "gcp": {"us-central1", "europe-west1", "asia-east1"},
+        "gcp": {"us-central1", "europe-west1", "asia-southeast1"},
     }.items():
         assert required <= set(tf.deployed(cloud)), f"{cloud} misses {required - set(tf.deployed(cloud))}"
+    assert tf.deployed("gcp")["asia-southeast1"] == tf.deployed("aws")["ap-southeast-1"] == "sg"
+
+
+def test_london_and_hong_kong_are_outside_the_eu_and_singapore():
+    allowed = tf.regions_doc()["allowed_regions"]
+    for london in ("eu-west-2", "uksouth", "ukwest", "europe-west2"):
+        assert not any(london in regions for regions in allowed["eu"].values()), f"{london} is not in the EU"
+    assert "eastasia" not in allowed["sg"]["azure"]
+    assert "EUR5" not in tf.regions_doc()["gcs_multi_regions"].get("eu", [])  # Belgium + London
+
+
+def test_the_one_loader_finds_regions_json_consistent():
+    from runners.regions import load_regions
+
+    assert load_regions(tf.INFRA / "regions.json").problems() == []
 
 
 @pytest.mark.parametrize("cloud", tf.CLOUDS)
@@ -49,10 +66,19 @@ def test_deployed_regions_lie_inside_their_jurisdiction(cloud):
 def test_azure_geo_dr_pairs_stay_inside_the_jurisdiction():
     doc = tf.regions_doc()
     for j, spec in doc["jurisdictions"].items():
-        assert set(spec["azure_geo_dr_pair"]) == set(spec["azure"]), f"{j}: every Azure region needs a pair"
+        assert set(spec["azure_geo_dr_pair"]) <= set(spec["azure"]), f"{j}: a pair for a region it does not deploy"
         for primary, pair in spec["azure_geo_dr_pair"].items():
             assert pair != primary
             assert pair in doc["allowed_regions"][j]["azure"], f"{j}: geo-DR pair {pair} leaves the jurisdiction"
+            assert pair in doc["azure_zonal_regions"], f"{j}: geo-DR pair {pair} has no availability zones"
+    assert doc["jurisdictions"]["sg"]["azure_geo_dr_pair"] == {}, "Singapore has one Azure region: no geo-DR"
+
+
+def test_azure_deploys_only_zonal_regions_and_knows_their_grs_pair():
+    doc = tf.regions_doc()
+    for region in tf.deployed("azure"):
+        assert region in doc["azure_zonal_regions"]
+        assert region in doc["azure_paired_regions"], f"{region}: where would GRS copy it?"
 
 
 @pytest.mark.parametrize("module,kit", REGION_KIT.items(), ids=lambda v: getattr(v, "name", "kit"))
@@ -112,4 +138,26 @@ def test_modules_refuse_regions_outside_the_jurisdiction(module):
     if module == AZURE_MODULE:
         assert any("contains(var.allowed_regions, var.pair_region)" in c for c in conditions)
     if module == AWS_MODULE:
-        assert any("data.aws_region.current.name == var.region" in c for c in conditions)
+        # aws v6 deprecates aws_region.name in favour of region.
+        assert any("data.aws_region.current.region == var.region" in c for c in conditions)
+        assert ".current.name" not in (module / "main.tf").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("cloud", tf.CLOUDS)
+def test_region_checks_are_not_deferred_to_apply(cloud):
+    # A module-level depends_on on a resource defers the module's data sources, and with them
+    # every precondition that reads one, to apply.
+    for name, call in tf.module_calls(tf.INFRA / cloud).items():
+        assert "depends_on" not in call, f"{cloud} module {name} depends_on a resource"
+
+
+@pytest.mark.parametrize("cloud", tf.CLOUDS)
+def test_state_lives_in_the_jurisdiction(cloud):
+    root = tf.INFRA / cloud
+    backend = tf.one(tf.parse(root / "backend.tf")["terraform"])["backend"]
+    assert {"aws": "s3", "azure": "azurerm", "gcp": "gcs"}[cloud] in tf.one(backend)
+    example = (root / "backend.hcl.example").read_text(encoding="utf-8")
+    assert {"aws": "kms_key_id", "azure": "use_azuread_auth", "gcp": "kms_encryption_key"}[cloud] in example
+    assert "state_region" in tf.variables(root)
+    text = " ".join(str(b) for b in tf.blocks(root, "resource")) + str(tf.locals_(root))
+    assert "var.state_region" in text and "allowed_regions[j]" in text

@@ -15,6 +15,11 @@ GCP_GLOBAL = {
     "google_service_account",
     "google_project_iam_member",
     "google_compute_firewall",
+    # Project-level log routing and alerting configuration; the log bucket itself is regional.
+    "google_logging_project_sink",
+    "google_logging_project_exclusion",
+    "google_monitoring_notification_channel",
+    "google_monitoring_alert_policy",
 }
 
 
@@ -28,11 +33,22 @@ def test_pubsub_topics_store_messages_only_in_the_region():
         assert "kms_key_name" in body
 
 
-def test_pubsub_subscription_dead_letters_and_retains():
+def test_dataflow_subscription_has_no_policy_dataflow_ignores_and_retains():
+    # Dataflow acknowledges messages itself: dead-letter and retry policies do not apply.
     body = tf.resource(GCP_MODULE, "google_pubsub_subscription", "pipeline")
-    dead = tf.one(body["dead_letter_policy"])
-    assert dead["dead_letter_topic"] == "${google_pubsub_topic.dead_letter.id}"
+    assert "dead_letter_policy" not in body and "retry_policy" not in body
     assert "message_retention_duration" in body
+
+
+def test_dataflow_and_flow_logs_stay_in_the_region():
+    bucket = tf.resource(GCP_MODULE, "google_logging_project_bucket_config", "regional")
+    assert bucket["location"] == "${var.region}"
+    sink = tf.resource(GCP_MODULE, "google_logging_project_sink", "regional")
+    assert "google_logging_project_bucket_config.regional.id" in sink["destination"]
+    exclusion = tf.resource(GCP_MODULE, "google_logging_project_exclusion", "regional")
+    assert sink["filter"] == exclusion["filter"] == "${local.regional_log_filter}"
+    log_filter = tf.locals_(GCP_MODULE)["regional_log_filter"]
+    assert "dataflow_step" in log_filter and "gce_subnetwork" in log_filter
 
 
 def test_gcp_regional_resources_use_var_region():
@@ -64,13 +80,14 @@ def test_gcp_resources_are_regional_or_known_global():
 
 def test_azure_resources_live_in_the_region_or_its_pair():
     pair_resources = {("azurerm_resource_group", "pair"), ("azurerm_eventhub_namespace", "secondary")}
+    pair_locations = ("${var.pair_region}", "${azurerm_resource_group.pair[0].location}")
     checked = 0
     for kind, name, body in tf.resources(AZURE_MODULE):
         if "location" not in body:
             continue
         checked += 1
         if (kind, name) in pair_resources:
-            assert body["location"] in ("${var.pair_region}", "${azurerm_resource_group.pair.location}")
+            assert body["location"] in pair_locations
         else:
             assert body["location"] in ("${var.region}", "${azurerm_resource_group.this.location}"), (
                 f"{kind}.{name} is placed at {body['location']}"
@@ -78,9 +95,21 @@ def test_azure_resources_live_in_the_region_or_its_pair():
     assert checked >= 8
 
 
-def test_azure_geo_dr_alias_points_at_the_pair_namespace():
+def test_azure_geo_dr_alias_points_at_the_pair_namespace_and_clients_use_it():
     alias = tf.resource(AZURE_MODULE, "azurerm_eventhub_namespace_disaster_recovery_config", "this")
-    assert alias["partner_namespace_id"] == "${azurerm_eventhub_namespace.secondary.id}"
+    assert alias["partner_namespace_id"] == "${azurerm_eventhub_namespace.secondary[0].id}"
+    assert tf.expr(alias["count"]) == "local.geo_dr ? 1 : 0"
+    # The runner profile's source is the alias (when there is one), not the primary namespace.
+    profile = tf.blocks(AZURE_MODULE, "output")
+    source = next(b["runner_profile"]["value"]["source"] for b in profile if "runner_profile" in b)
+    assert source.startswith("eventhubs://${local.eventhubs_endpoint}/")
+    endpoint = tf.locals_(AZURE_MODULE)["eventhubs_endpoint"]
+    assert "azurerm_eventhub_namespace_disaster_recovery_config.this[0].name" in endpoint
+    # Symmetric network rules: the secondary admits the same subnet and addresses.
+    primary = tf.one(tf.resource(AZURE_MODULE, "azurerm_eventhub_namespace", "this")["network_rulesets"])
+    secondary = tf.one(tf.resource(AZURE_MODULE, "azurerm_eventhub_namespace", "secondary")["network_rulesets"])
+    assert primary["virtual_network_rule"] == secondary["virtual_network_rule"]
+    assert primary["dynamic"] == secondary["dynamic"]
     root_call = tf.module_calls(tf.INFRA / "azure")["region"]
     assert tf.expr(root_call["pair_region"]) == "each.value.pair"
     assert "azure_geo_dr_pair" in str(tf.locals_(tf.INFRA / "azure")["deployed"])
@@ -88,10 +117,32 @@ def test_azure_geo_dr_alias_points_at_the_pair_namespace():
     assert "METADATA ONLY" in text
 
 
-def test_azure_grs_secondary_is_checked_against_the_jurisdiction():
+def test_azure_grs_secondary_is_checked_at_plan_against_the_jurisdiction():
     account = tf.resource(AZURE_MODULE, "azurerm_storage_account", "this")
-    post = tf.one(tf.one(account["lifecycle"])["postcondition"])
-    assert "self.secondary_location" in post["condition"] and "var.allowed_regions" in post["condition"]
+    lifecycle = tf.one(account["lifecycle"])
+    assert "postcondition" not in lifecycle, "a postcondition fails after replication has started"
+    pre = tf.one(lifecycle["precondition"])
+    assert "var.grs_secondary" in pre["condition"] and "var.allowed_regions" in pre["condition"]
+    assert account["account_replication_type"] == "${local.replication}"
+    replication = tf.locals_(AZURE_MODULE)["replication"]
+    assert "contains(var.allowed_regions, var.grs_secondary)" in replication and "ZRS" in replication
+    call = tf.module_calls(tf.INFRA / "azure")["region"]
+    assert tf.expr(call["grs_secondary"]) == "each.value.grs_secondary"
+    assert "azure_paired_regions" in str(tf.locals_(tf.INFRA / "azure")["deployed"])
+
+
+def _azure_module_plan(region: str, jurisdiction: str) -> tuple[str, str]:
+    """What the Azure root hands the module for `region`, and the replication it would pick."""
+    doc = tf.regions_doc()
+    pair = doc["jurisdictions"][jurisdiction]["azure_geo_dr_pair"].get(region, "")
+    grs = doc["azure_paired_regions"].get(region, "")
+    return pair, "GRS" if grs in doc["allowed_regions"][jurisdiction]["azure"] else "ZRS"
+
+
+def test_singapore_has_neither_geo_dr_nor_grs_to_hong_kong():
+    assert _azure_module_plan("southeastasia", "sg") == ("", "ZRS")
+    assert _azure_module_plan("westeurope", "eu") == ("northeurope", "GRS")
+    assert _azure_module_plan("eastus", "us") == ("westus2", "GRS")
 
 
 @pytest.mark.parametrize("cloud", tf.CLOUDS)
@@ -100,7 +151,9 @@ def test_tags_are_merged_from_one_input_with_the_jurisdiction(cloud):
     name = "labels" if cloud == "gcp" else "tags"
     merged = tf.locals_(module)[name]
     assert f"var.{name}" in merged and "jurisdiction" in merged, f"{cloud}: local.{name} lacks the jurisdiction"
-    taggable = [(k, n, b) for k, n, b in tf.resources(module) if name in b]
+    # A notification channel's labels are its settings (the e-mail address), not tags.
+    channel = "google_monitoring_notification_channel"
+    taggable = [(k, n, b) for k, n, b in tf.resources(module) if name in b and k != channel]
     assert len(taggable) >= 5
     for kind, rname, body in taggable:
         assert f"local.{name}" in str(body[name]), f"{cloud} {kind}.{rname} does not use local.{name}"

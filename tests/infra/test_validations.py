@@ -8,25 +8,28 @@ import pytest
 
 from tests.infra import tf
 
+# The keys of regions.json, as every jurisdiction validation lists them.
+JURISDICTIONS = "'us', 'eu', 'uk', 'sg', 'jp', 'au'"
+
 # (directory, variable, text the validation conditions must mention) for every enum input.
 ENUMS = [
-    ("aws", "jurisdictions", "'us', 'eu', 'apac'"),
+    ("aws", "jurisdictions", JURISDICTIONS),
     ("aws", "kinesis", "'ON_DEMAND', 'PROVISIONED'"),
     ("aws", "emr", "'emr-7.4.0'"),
     ("aws", "tags", "'public', 'internal', 'confidential', 'restricted'"),
-    ("aws/modules/region", "jurisdiction", "'us', 'eu', 'apac'"),
+    ("aws/modules/region", "jurisdiction", JURISDICTIONS),
     ("aws/modules/region", "kinesis", "'ON_DEMAND', 'PROVISIONED'"),
     ("aws/modules/region", "emr", "'emr-7.4.0'"),
-    ("azure", "jurisdictions", "'us', 'eu', 'apac'"),
+    ("azure", "jurisdictions", JURISDICTIONS),
     ("azure", "eventhubs", "'Standard', 'Premium'"),
     ("azure", "tags", "'public', 'internal', 'confidential', 'restricted'"),
-    ("azure/modules/region", "jurisdiction", "'us', 'eu', 'apac'"),
+    ("azure/modules/region", "jurisdiction", JURISDICTIONS),
     ("azure/modules/region", "eventhubs", "'Standard', 'Premium'"),
-    ("gcp", "jurisdictions", "'us', 'eu', 'apac'"),
+    ("gcp", "jurisdictions", JURISDICTIONS),
     ("gcp", "labels", "'public', 'internal', 'confidential', 'restricted'"),
     ("gcp", "pipeline_options", "'json', 'avro'"),
     ("gcp", "pipeline_options", "'ms', 's', 'us', 'ns'"),
-    ("gcp/modules/region", "jurisdiction", "'us', 'eu', 'apac'"),
+    ("gcp/modules/region", "jurisdiction", JURISDICTIONS),
 ]
 
 # Range inputs: the condition must compare the attribute with both bounds.
@@ -37,7 +40,7 @@ RANGES = [
     ("azure", "eventhubs", "partition_count", 1, 32),
     ("azure/modules/region", "eventhubs", "retention_days", 1, 7),
     ("gcp", "pubsub", "message_retention_seconds", 600, 604800),
-    ("gcp/modules/region", "pubsub", "max_delivery_attempts", 5, 100),
+    ("gcp/modules/region", "pubsub", "ack_deadline_seconds", 10, 600),
     ("gcp/modules/region", "dataflow", "max_workers", 1, 1000),
 ]
 
@@ -138,3 +141,10 @@ def test_can_conditions_wrap_a_test_that_can_fail():
             for validation in body.get("validation", []):
                 for inner in re.findall(r"can\((\w+)\(", validation["condition"]):
                     assert inner in {"regex", "cidrhost"}, f"{directory.name} var.{name}: can({inner}(...)) never fails"
+
+
+def test_jurisdiction_validations_list_exactly_the_keys_of_regions_json():
+    keys = ", ".join(f"'{j}'" for j in tf.regions_doc()["jurisdictions"])
+    assert keys == JURISDICTIONS
+    metadata = (tf.REPO / "runners/dataflow/metadata.json").read_text(encoding="utf-8")
+    assert "^(" + "|".join(tf.regions_doc()["jurisdictions"]) + ")$" in metadata

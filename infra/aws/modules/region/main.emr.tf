@@ -40,6 +40,25 @@ resource "aws_security_group" "emr_service_access" {
   tags                   = local.tags
 }
 
+# Terraform deletes the allow-all egress rule AWS puts in a new group, and EMR adds only the
+# intra-cluster rules: without these the nodes reach neither S3, Kinesis, KMS and the EMR
+# control plane (HTTPS, through the subnet's gateway/interface endpoints or NAT) nor PyPI for
+# the bootstrap action. Separate rule resources, so Terraform leaves EMR's own rules alone.
+resource "aws_vpc_security_group_egress_rule" "emr_https" {
+  for_each = {
+    primary = aws_security_group.emr_primary.id
+    nodes   = aws_security_group.emr_nodes.id
+  }
+
+  security_group_id = each.value
+  description       = "HTTPS to AWS APIs (S3, Kinesis, KMS, EMR) and PyPI"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+  tags              = local.tags
+}
+
 resource "aws_emr_security_configuration" "this" {
   name = "${local.name}-at-rest"
   configuration = jsonencode({
@@ -157,7 +176,9 @@ resource "aws_emr_cluster" "flink" {
   depends_on = [
     terraform_data.sovereignty,
     aws_iam_role_policy.emr_ec2,
+    aws_iam_role_policy.emr_service_ebs_key,
     aws_iam_role_policy_attachment.emr_service,
+    aws_vpc_security_group_egress_rule.emr_https,
   ]
 }
 
@@ -182,6 +203,11 @@ resource "aws_emr_instance_fleet" "task_spot" {
       timeout_action           = "SWITCH_TO_ON_DEMAND"
       timeout_duration_minutes = 10
     }
+  }
+
+  lifecycle {
+    # Managed scaling resizes this fleet; Terraform sets only its starting size.
+    ignore_changes = [target_spot_capacity, target_on_demand_capacity]
   }
 }
 

@@ -43,6 +43,35 @@ data "aws_iam_policy_document" "emr_service_pass_role" {
   }
 }
 
+# The cluster's EBS volumes are encrypted with this region's key (security configuration), and
+# it is the service role that launches the instances: without these rights EC2 cannot create
+# the encrypted volumes and the cluster never starts.
+data "aws_iam_policy_document" "emr_service_ebs_key" {
+  statement {
+    sid       = "UseTheRegionsKeyForEbs"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = [aws_kms_key.this.arn]
+  }
+
+  statement {
+    sid       = "LetEc2HoldGrantsOnTheKey"
+    actions   = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "emr_service_ebs_key" {
+  name   = "ebs-encryption-key"
+  role   = aws_iam_role.emr_service.id
+  policy = data.aws_iam_policy_document.emr_service_ebs_key.json
+}
+
 resource "aws_iam_role_policy" "emr_service_pass_role" {
   name   = "pass-node-role"
   role   = aws_iam_role.emr_service.id

@@ -53,20 +53,26 @@ resource "aws_s3_bucket_logging" "data" {
   target_prefix = "s3-access/${aws_s3_bucket.data.id}/"
 }
 
+# Rules cover only what may age out: aggregates and dead letters tier and expire; Beam's temp
+# files and Athena's results expire; Flink's checkpoints drop old versions. The EMR scripts,
+# the pipeline wheel and the Flink master address (emr/) are never touched.
 resource "aws_s3_bucket_lifecycle_configuration" "data" {
   bucket = aws_s3_bucket.data.id
 
   rule {
-    id     = "tier-and-expire"
+    id     = "aggregates"
     status = "Enabled"
 
-    filter {}
+    filter {
+      prefix = "${local.aggregates_prefix}/"
+    }
 
     transition {
       days          = 30
       storage_class = "STANDARD_IA"
     }
 
+    # Glacier Instant Retrieval stays readable by Athena; Glacier Flexible and Deep Archive do not.
     transition {
       days          = 90
       storage_class = "GLACIER_IR"
@@ -78,6 +84,111 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
 
     noncurrent_version_expiration {
       noncurrent_days = var.bucket.noncurrent_expiration_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.bucket.abort_incomplete_days
+    }
+  }
+
+  rule {
+    id     = "dead-letters"
+    status = "Enabled"
+
+    filter {
+      prefix = "${local.dead_letter_prefix}/"
+    }
+
+    transition {
+      days          = 30
+      storage_class = "STANDARD_IA"
+    }
+
+    # Glacier Instant Retrieval stays readable by Athena; Glacier Flexible and Deep Archive do not.
+    transition {
+      days          = 90
+      storage_class = "GLACIER_IR"
+    }
+
+    expiration {
+      days = var.bucket.expiration_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.bucket.noncurrent_expiration_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.bucket.abort_incomplete_days
+    }
+  }
+
+  rule {
+    id     = "beam-temp"
+    status = "Enabled"
+
+    filter {
+      prefix = "beam-temp/"
+    }
+
+    expiration {
+      days = 7
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  rule {
+    id     = "athena-results"
+    status = "Enabled"
+
+    filter {
+      prefix = "athena-results/"
+    }
+
+    expiration {
+      days = 30
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.bucket.abort_incomplete_days
+    }
+  }
+
+  rule {
+    id     = "flink-old-versions"
+    status = "Enabled"
+
+    filter {
+      prefix = "flink/"
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.bucket.abort_incomplete_days
+    }
+  }
+
+  # The only whole-bucket rule: it removes the parts of uploads that never completed, never an object.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    filter {
+      prefix = ""
     }
 
     abort_incomplete_multipart_upload {
@@ -166,10 +277,12 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
   bucket = aws_s3_bucket.logs.id
 
   rule {
-    id     = "expire-logs"
+    id     = "s3-access-logs"
     status = "Enabled"
 
-    filter {}
+    filter {
+      prefix = "s3-access/"
+    }
 
     transition {
       days          = 30
@@ -182,6 +295,46 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
 
     noncurrent_version_expiration {
       noncurrent_days = 7
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.bucket.abort_incomplete_days
+    }
+  }
+
+  rule {
+    id     = "emr-logs"
+    status = "Enabled"
+
+    filter {
+      prefix = "emr/"
+    }
+
+    transition {
+      days          = 30
+      storage_class = "STANDARD_IA"
+    }
+
+    expiration {
+      days = 90
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.bucket.abort_incomplete_days
+    }
+  }
+
+  # The only whole-bucket rule: it removes the parts of uploads that never completed, never an object.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+
+    filter {
+      prefix = ""
     }
 
     abort_incomplete_multipart_upload {

@@ -39,8 +39,8 @@ resource "terraform_data" "sovereignty" {
     }
 
     precondition {
-      condition     = data.aws_region.current.name == var.region
-      error_message = "The aws provider passed to this module is configured for ${data.aws_region.current.name}, not ${var.region}."
+      condition     = data.aws_region.current.region == var.region
+      error_message = "The aws provider passed to this module is configured for ${data.aws_region.current.region}, not ${var.region}."
     }
   }
 }
@@ -62,7 +62,8 @@ resource "aws_kms_key" "this" {
       {
         Sid       = "ServicesInThisRegionUseTheKey"
         Effect    = "Allow"
-        Principal = { Service = ["cloudwatch.amazonaws.com", "sns.amazonaws.com", "logs.${var.region}.amazonaws.com"] }
+        # logging.s3 writes the server access logs into the SSE-KMS logs bucket.
+        Principal = { Service = ["cloudwatch.amazonaws.com", "sns.amazonaws.com", "logs.${var.region}.amazonaws.com", "logging.s3.amazonaws.com"] }
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*", "kms:Encrypt", "kms:DescribeKey"]
         Resource  = "*"
         Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }

@@ -23,8 +23,8 @@ variable "jurisdiction" {
   description = "Jurisdiction (key of ../../../regions.json) that owns this region; written to every tag set."
 
   validation {
-    condition     = contains(["us", "eu", "apac"], var.jurisdiction)
-    error_message = "jurisdiction must be one of us, eu, apac."
+    condition     = contains(["us", "eu", "uk", "sg", "jp", "au"], var.jurisdiction)
+    error_message = "jurisdiction must be one of us, eu, uk, sg, jp, au (the keys of regions.json)."
   }
 }
 

@@ -120,7 +120,8 @@ resource "azurerm_hdinsight_spark_cluster" "this" {
     }
   }
 
-  monitor {
+  # Azure Monitor integration (the Azure Monitor Agent); `monitor` is the classic integration.
+  extension {
     log_analytics_workspace_id = azurerm_log_analytics_workspace.this.workspace_id
     primary_key                = azurerm_log_analytics_workspace.this.primary_shared_key
   }

@@ -2,17 +2,17 @@
 # dead-letters/ prefixes), the HDInsight file system and the scripts container.
 
 resource "azurerm_storage_account" "this" {
-  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys with infrastructure encryption (double encryption at rest); a customer-managed key needs a Key Vault per region that this deployment does not create.
-  #checkov:skip=CKV2_AZURE_33:The pipeline runs from laptops and HDInsight; access is restricted by the storage firewall (VNet rule + allowed IP ranges) instead of private endpoints.
-  #checkov:skip=CKV2_AZURE_40:Shared keys sign the short-lived SAS that delivers the script action and the wheel to HDInsight.
-  #checkov:skip=CKV_AZURE_59:Public endpoint kept for laptops that run the pipeline, but the firewall denies by default (VNet rule + allowed_ip_ranges only).
+  #checkov:skip=CKV2_AZURE_1:Not fixed yet: Microsoft-managed keys with infrastructure encryption; a customer-managed key needs a Key Vault with purge protection per region, which this module does not create (docs/infra.md lists it as open).
+  #checkov:skip=CKV2_AZURE_33:Not fixed yet: no private endpoint; the firewall denies by default and admits the HDInsight subnet (service endpoint) and the listed pipeline and deployer IP ranges only (docs/infra.md lists private endpoints as open).
+  #checkov:skip=CKV2_AZURE_40:Shared keys sign the read-only SAS of the script action and wheel (60 days, rotated every 30); HDInsight keeps the URI it was created with, so workers autoscaled after it expires fail their script action (docs/infra.md, open).
+  #checkov:skip=CKV_AZURE_59:The public endpoint stays because Terraform and the pipeline hosts reach the data plane over it; the firewall denies every other address (no private endpoints yet, see docs/infra.md).
   #checkov:skip=CKV_AZURE_33:The account has no queues; blob access is logged through diagnostic settings.
   name                              = "${local.short}st"
   location                          = azurerm_resource_group.this.location
   resource_group_name               = azurerm_resource_group.this.name
   account_kind                      = "StorageV2"
   account_tier                      = "Standard"
-  account_replication_type          = "GRS"
+  account_replication_type          = local.replication
   is_hns_enabled                    = true
   min_tls_version                   = "TLS1_2"
   https_traffic_only_enabled        = true
@@ -28,7 +28,8 @@ resource "azurerm_storage_account" "this" {
     default_action             = "Deny"
     bypass                     = ["AzureServices", "Logging", "Metrics"]
     virtual_network_subnet_ids = [azurerm_subnet.hdinsight.id]
-    ip_rules                   = var.storage.allowed_ip_ranges
+    # Terraform itself writes blobs and file systems through the data plane (deployer_ip_ranges).
+    ip_rules = distinct(concat(var.storage.allowed_ip_ranges, var.storage.deployer_ip_ranges))
 
     # Resource instance rule: the region's Synapse workspace reads through the firewall.
     private_link_access {
@@ -53,11 +54,11 @@ resource "azurerm_storage_account" "this" {
   }
 
   lifecycle {
-    # GRS keeps a copy in Azure's paired region: refuse it unless that pair is inside
-    # the jurisdiction (true for every pair in regions.json).
-    postcondition {
-      condition     = self.secondary_location == "" || contains(var.allowed_regions, lower(replace(self.secondary_location, " ", "")))
-      error_message = "The GRS secondary ${self.secondary_location} of ${var.region} lies outside jurisdiction ${var.jurisdiction}."
+    # Checked at plan, before anything is replicated: geo-redundant storage copies to Azure's
+    # fixed pair, so it is allowed only when that pair is inside the jurisdiction.
+    precondition {
+      condition     = !contains(["GRS", "RAGRS", "GZRS", "RAGZRS"], local.replication) || contains(var.allowed_regions, var.grs_secondary)
+      error_message = "Geo-redundant storage in ${var.region} would copy data to ${var.grs_secondary}, outside jurisdiction ${var.jurisdiction}."
     }
   }
 }
@@ -129,15 +130,18 @@ resource "azurerm_storage_management_policy" "this" {
     name    = "tier-and-delete"
     enabled = true
 
+    # Only the pipeline's output: aggregates and dead letters inside the aggregates container.
     filters {
       blob_types   = ["blockBlob"]
-      prefix_match = ["${local.aggregates_container}/"]
+      prefix_match = ["${local.aggregates_container}/${local.aggregates_container}/", "${local.aggregates_container}/${local.dead_letter_prefix}/"]
     }
 
     actions {
+      # Cool stays readable by Synapse, HDInsight and the pipeline; Archive does not (a blob
+      # must be rehydrated first), so nothing is archived inside the query horizon.
       base_blob {
         tier_to_cool_after_days_since_modification_greater_than    = 30
-        tier_to_archive_after_days_since_modification_greater_than = 90
+        tier_to_archive_after_days_since_modification_greater_than = var.storage.query_horizon_days < var.storage.delete_after_days ? var.storage.query_horizon_days : null
         delete_after_days_since_modification_greater_than          = var.storage.delete_after_days
       }
 

@@ -23,6 +23,10 @@ locals {
 
   aggregates_container = "aggregates"
   dead_letter_prefix   = "dead-letters"
+
+  geo_dr = var.pair_region != ""
+  # GRS copies to Azure's fixed pair: only when that pair is inside the jurisdiction.
+  replication = contains(var.allowed_regions, var.grs_secondary) ? "GRS" : "ZRS"
 }
 
 # Refuses to plan when the region or its geo-DR pair lies outside the jurisdiction.
@@ -40,7 +44,7 @@ resource "terraform_data" "sovereignty" {
     }
 
     precondition {
-      condition     = contains(var.allowed_regions, var.pair_region) && var.pair_region != var.region
+      condition     = !local.geo_dr || (contains(var.allowed_regions, var.pair_region) && var.pair_region != var.region)
       error_message = "Geo-DR pair ${var.pair_region} of ${var.region} must be another region inside jurisdiction ${var.jurisdiction}."
     }
   }
@@ -56,6 +60,7 @@ resource "azurerm_resource_group" "this" {
 
 # The geo-DR secondary namespace lives in its own resource group in the pair region.
 resource "azurerm_resource_group" "pair" {
+  count    = local.geo_dr ? 1 : 0
   name     = "${local.name}-dr-${var.pair_region}-rg"
   location = var.pair_region
   tags     = merge(local.tags, { role = "geo-dr-secondary" })

@@ -6,7 +6,7 @@ output "runner_profile" {
     region              = var.region
     pair_region         = var.pair_region
     jurisdiction        = var.jurisdiction
-    source              = "eventhubs://${azurerm_eventhub_namespace.this.name}/${azurerm_eventhub.events.name}?consumer_group=${azurerm_eventhub_consumer_group.pipeline.name}"
+    source              = "eventhubs://${local.eventhubs_endpoint}/${azurerm_eventhub.events.name}?consumer_group=${azurerm_eventhub_consumer_group.pipeline.name}"
     output              = "azfs://${azurerm_storage_account.this.name}/${azurerm_storage_container.aggregates.name}/${local.aggregates_container}"
     dead_letter         = "azfs://${azurerm_storage_account.this.name}/${azurerm_storage_container.aggregates.name}/${local.dead_letter_prefix}"
     flink_version       = join(".", slice(split(".", var.hdinsight.flink_version), 0, 2))
@@ -20,8 +20,8 @@ output "runner_profile" {
 }
 
 output "eventhubs_alias" {
-  description = "Geo-DR alias name; clients that connect through it fail over to the pair region (metadata only)."
-  value       = azurerm_eventhub_namespace_disaster_recovery_config.this.name
+  description = "Geo-DR alias name (null without a pair in the jurisdiction); runner_profile.source connects through it, so clients fail over to the pair region (metadata only)."
+  value       = one(azurerm_eventhub_namespace_disaster_recovery_config.this[*].name)
 }
 
 output "listen_rule_id" {

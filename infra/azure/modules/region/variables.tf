@@ -20,11 +20,31 @@ variable "region" {
 
 variable "pair_region" {
   type        = string
-  description = "Azure region of the Event Hubs geo-DR secondary namespace (regions.json azure_geo_dr_pair); must be inside the same jurisdiction."
+  description = "Azure region of the Event Hubs geo-DR secondary namespace (regions.json azure_geo_dr_pair); must be inside the same jurisdiction. Empty: the jurisdiction has no second Azure region, so no geo-DR."
 
   validation {
-    condition     = can(regex("^[a-z]+[0-9]?$", var.pair_region))
-    error_message = "pair_region must be an Azure location name such as northeurope."
+    condition     = can(regex("^([a-z]+[0-9]?)?$", var.pair_region))
+    error_message = "pair_region must be an Azure location name such as northeurope, or empty."
+  }
+}
+
+variable "grs_secondary" {
+  type        = string
+  description = "Azure's fixed paired region of var.region (regions.json azure_paired_regions), where GRS would copy the storage account; GRS is used only when it lies inside the jurisdiction, else ZRS. Empty: no pair."
+
+  validation {
+    condition     = can(regex("^([a-z]+[0-9]?)?$", var.grs_secondary))
+    error_message = "grs_secondary must be an Azure location name such as northeurope, or empty."
+  }
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "E-mail addresses of the region's action group (may be empty)."
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", e))])
+    error_message = "alert_emails must be e-mail addresses."
   }
 }
 
@@ -33,8 +53,8 @@ variable "jurisdiction" {
   description = "Jurisdiction (key of regions.json) that owns this region; added to every tag set."
 
   validation {
-    condition     = contains(["us", "eu", "apac"], var.jurisdiction)
-    error_message = "jurisdiction must be one of us, eu, apac."
+    condition     = contains(["us", "eu", "uk", "sg", "jp", "au"], var.jurisdiction)
+    error_message = "jurisdiction must be one of us, eu, uk, sg, jp, au (the keys of regions.json)."
   }
 }
 
@@ -75,13 +95,13 @@ variable "eventhubs" {
   }
 
   validation {
-    condition     = var.eventhubs.capacity >= 1 && var.eventhubs.capacity <= 40 && var.eventhubs.maximum_throughput_units >= var.eventhubs.capacity && var.eventhubs.maximum_throughput_units <= 40
-    error_message = "eventhubs.capacity must be 1-40 and maximum_throughput_units between capacity and 40."
+    condition     = var.eventhubs.sku == "Premium" ? contains([1, 2, 4, 8, 16], var.eventhubs.capacity) : (var.eventhubs.capacity >= 1 && var.eventhubs.capacity <= 40 && var.eventhubs.maximum_throughput_units >= var.eventhubs.capacity && var.eventhubs.maximum_throughput_units <= 40)
+    error_message = "eventhubs.capacity must be 1-40 with maximum_throughput_units between capacity and 40 (Standard), or 1, 2, 4, 8 or 16 processing units (Premium)."
   }
 
   validation {
-    condition     = var.eventhubs.partition_count >= 1 && var.eventhubs.partition_count <= 32
-    error_message = "eventhubs.partition_count must be between 1 and 32."
+    condition     = var.eventhubs.partition_count >= 1 && var.eventhubs.partition_count <= (var.eventhubs.sku == "Premium" ? 100 : 32)
+    error_message = "eventhubs.partition_count must be between 1 and 32 (Standard) or 100 (Premium)."
   }
 
   validation {
@@ -100,13 +120,20 @@ variable "storage" {
     delete_after_days         = number
     soft_delete_days          = number
     allowed_ip_ranges         = list(string)
+    deployer_ip_ranges        = list(string)
     infrastructure_encryption = bool
+    query_horizon_days        = number
   })
-  description = "ADLS Gen2 account: blobs go Cool after 30 days and Archive after 90 (fixed), deleted after delete_after_days; soft delete days; public IP ranges allowed through the firewall. Replication is GRS: Azure copies to the paired region, which must be inside the jurisdiction (checked after apply)."
+  description = "ADLS Gen2 account: blobs go Cool after 30 days and stay queryable until query_horizon_days (Archive only after it, when that is before deletion), deleted after delete_after_days; soft delete days; public IP ranges allowed through the firewall (pipeline hosts and, in deployer_ip_ranges, where Terraform runs). Replication is GRS when grs_secondary lies inside the jurisdiction (checked at plan), else ZRS."
 
   validation {
     condition     = var.storage.delete_after_days > 90 && var.storage.delete_after_days <= 3650
-    error_message = "storage.delete_after_days must be between 91 and 3650 (blobs move to Archive at 90 days)."
+    error_message = "storage.delete_after_days must be between 91 and 3650."
+  }
+
+  validation {
+    condition     = var.storage.query_horizon_days >= 30 && var.storage.query_horizon_days <= 3650 && length(var.storage.deployer_ip_ranges) > 0
+    error_message = "storage.query_horizon_days must be between 30 and 3650 and storage.deployer_ip_ranges must not be empty."
   }
 
   validation {

@@ -113,18 +113,20 @@ resource "google_compute_firewall" "dataflow_shuffle" {
   }
 }
 
+# autoscaling_algorithm takes the Dataflow API's enum (AUTOSCALING_ALGORITHM_NONE or _BASIC),
+# not Beam's --autoscaling_algorithm value THROUGHPUT_BASED; BASIC is throughput-based scaling.
 resource "google_dataflow_flex_template_job" "analytics" {
   provider = google-beta
   count    = var.dataflow.deploy_job ? 1 : 0
 
   project                      = var.project_id
   region                       = var.region
-  name                         = "${local.name}-analytics"
+  name                         = local.job_name
   container_spec_gcs_path      = "gs://${google_storage_bucket.data.name}/${google_storage_bucket_object.template_spec.name}"
   parameters                   = local.job_parameters
   on_delete                    = "drain"
   enable_streaming_engine      = true
-  autoscaling_algorithm        = "THROUGHPUT_BASED"
+  autoscaling_algorithm        = "AUTOSCALING_ALGORITHM_BASIC"
   max_workers                  = var.dataflow.max_workers
   machine_type                 = var.dataflow.machine_type
   launcher_machine_type        = var.dataflow.launcher_type

@@ -1,5 +1,8 @@
 # Messages are stored only in var.region (message_storage_policy) and encrypted with
-# the region's key. Undeliverable messages go to a dead-letter topic in the same region.
+# the region's key. Dataflow acknowledges messages itself once they are durably in the
+# pipeline, so Pub/Sub's dead-letter and retry policies do not apply to its subscription:
+# records the pipeline cannot decode go to its dead-letter sink (gs://.../dead-letters/),
+# and the dead-letter topic below serves --pubsub_dead_letter_topic.
 
 resource "google_pubsub_topic" "events" {
   project                    = var.project_id
@@ -44,15 +47,6 @@ resource "google_pubsub_subscription" "pipeline" {
     ttl = ""
   }
 
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = var.pubsub.max_delivery_attempts
-  }
-
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
 }
 
 # Keeps dead-lettered messages readable until someone replays or inspects them.
@@ -66,19 +60,4 @@ resource "google_pubsub_subscription" "dead_letter" {
   expiration_policy {
     ttl = ""
   }
-}
-
-# The Pub/Sub service agent moves messages to the dead-letter topic.
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  project = var.project_id
-  topic   = google_pubsub_topic.dead_letter.name
-  role    = "roles/pubsub.publisher"
-  member  = local.kms_users.pubsub
-}
-
-resource "google_pubsub_subscription_iam_member" "dead_letter_forwarder" {
-  project      = var.project_id
-  subscription = google_pubsub_subscription.pipeline.name
-  role         = "roles/pubsub.subscriber"
-  member       = local.kms_users.pubsub
 }

@@ -1,6 +1,12 @@
 # Aggregates (aggregates/), dead letters (dead-letters/), Dataflow temp/staging and the
 # flex template spec live in one bucket in var.region; access logs go to a second one.
 
+locals {
+  # Only the pipeline's output ages and expires; the template spec, Dataflow staging and
+  # anything else in the bucket are never tiered or deleted by age.
+  expiring_prefixes = ["${local.aggregates_prefix}/", "${local.dead_letter_prefix}/"]
+}
+
 resource "google_storage_bucket" "data" {
   project                     = var.project_id
   name                        = "${local.name}-data-${local.project_number}"
@@ -32,6 +38,7 @@ resource "google_storage_bucket" "data" {
     condition {
       age                   = 30
       matches_storage_class = ["STANDARD"]
+      matches_prefix        = local.expiring_prefixes
     }
     action {
       type          = "SetStorageClass"
@@ -43,6 +50,7 @@ resource "google_storage_bucket" "data" {
     condition {
       age                   = 90
       matches_storage_class = ["NEARLINE"]
+      matches_prefix        = local.expiring_prefixes
     }
     action {
       type          = "SetStorageClass"
@@ -52,7 +60,8 @@ resource "google_storage_bucket" "data" {
 
   lifecycle_rule {
     condition {
-      age = var.bucket.delete_after_days
+      age            = var.bucket.delete_after_days
+      matches_prefix = local.expiring_prefixes
     }
     action {
       type = "Delete"
@@ -63,6 +72,18 @@ resource "google_storage_bucket" "data" {
     condition {
       days_since_noncurrent_time = var.bucket.noncurrent_delete_days
       with_state                 = "ARCHIVED"
+      matches_prefix             = local.expiring_prefixes
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Dataflow's temp files go after a week; staging keeps what running jobs still load.
+  lifecycle_rule {
+    condition {
+      age            = 7
+      matches_prefix = ["dataflow/temp/"]
     }
     action {
       type = "Delete"
@@ -104,6 +125,7 @@ resource "google_storage_bucket" "logs" {
     condition {
       age                   = 30
       matches_storage_class = ["STANDARD"]
+      matches_prefix        = ["gcs-access/"]
     }
     action {
       type          = "SetStorageClass"
@@ -113,7 +135,8 @@ resource "google_storage_bucket" "logs" {
 
   lifecycle_rule {
     condition {
-      age = 90
+      age            = 90
+      matches_prefix = ["gcs-access/"]
     }
     action {
       type = "Delete"
@@ -121,6 +144,14 @@ resource "google_storage_bucket" "logs" {
   }
 
   depends_on = [google_kms_crypto_key_iam_member.service_agents, terraform_data.sovereignty]
+}
+
+# Cloud Storage writes usage and storage logs as this group; without the grant no access log
+# is ever delivered.
+resource "google_storage_bucket_iam_member" "access_log_writer" {
+  bucket = google_storage_bucket.logs.name
+  role   = "roles/storage.objectCreator"
+  member = "group:cloud-storage-analytics@google.com"
 }
 
 # The flex template spec points at the image and carries runners/dataflow/metadata.json,

@@ -33,8 +33,8 @@ variable "jurisdiction" {
   description = "Jurisdiction (key of regions.json) that owns this region; added to every label set."
 
   validation {
-    condition     = contains(["us", "eu", "apac"], var.jurisdiction)
-    error_message = "jurisdiction must be one of us, eu, apac."
+    condition     = contains(["us", "eu", "uk", "sg", "jp", "au"], var.jurisdiction)
+    error_message = "jurisdiction must be one of us, eu, uk, sg, jp, au (the keys of regions.json)."
   }
 }
 
@@ -82,9 +82,8 @@ variable "pubsub" {
   type = object({
     message_retention_seconds = number
     ack_deadline_seconds      = number
-    max_delivery_attempts     = number
   })
-  description = "Pub/Sub: retention of the topic and subscription (600-604800 s), ack deadline (10-600 s), deliveries before a message moves to the dead-letter topic (5-100)."
+  description = "Pub/Sub: retention of the topics and subscriptions (600-604800 s) and the ack deadline (10-600 s)."
 
   validation {
     condition     = var.pubsub.message_retention_seconds >= 600 && var.pubsub.message_retention_seconds <= 604800
@@ -96,10 +95,6 @@ variable "pubsub" {
     error_message = "pubsub.ack_deadline_seconds must be between 10 and 600."
   }
 
-  validation {
-    condition     = var.pubsub.max_delivery_attempts >= 5 && var.pubsub.max_delivery_attempts <= 100
-    error_message = "pubsub.max_delivery_attempts must be between 5 and 100."
-  }
 }
 
 variable "bucket" {
@@ -172,6 +167,7 @@ variable "pipeline_options" {
     allowed_lateness = optional(number)
     early_firing     = optional(number)
     window_shards    = optional(number)
+    file_roll        = optional(number)
     dedupe_by        = optional(string)
     dedupe_max_ids   = optional(number)
     output_format    = optional(string)
@@ -179,4 +175,27 @@ variable "pipeline_options" {
     max_read_time    = optional(number)
   })
   description = "Pipeline CLI options (pipelines/options.py) passed one to one as flex template parameters; null leaves the pipeline's default. source, output, dead_letter, jurisdiction and sink_region are set per region by the module."
+}
+
+variable "alert_emails" {
+  type        = list(string)
+  description = "E-mail addresses notified by the region's alert policies (may be empty)."
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$", e))])
+    error_message = "alert_emails must be e-mail addresses."
+  }
+}
+
+variable "alert_thresholds" {
+  type = object({
+    oldest_unacked_seconds = number
+    system_lag_seconds     = number
+  })
+  description = "Alert when the subscription's oldest unacknowledged message or the Dataflow job's system lag exceeds these many seconds for 5 minutes."
+
+  validation {
+    condition     = var.alert_thresholds.oldest_unacked_seconds >= 30 && var.alert_thresholds.system_lag_seconds >= 30
+    error_message = "alert_thresholds must be at least 30 seconds."
+  }
 }

@@ -4,11 +4,11 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.10"
+      version = "~> 6.18"
     }
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = "~> 6.10"
+      version = "~> 6.18"
     }
   }
 }
