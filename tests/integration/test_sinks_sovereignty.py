@@ -124,7 +124,7 @@ def test_gcs_us_bucket_refused_for_eu(gcs_service, monkeypatch, capsys: pytest.C
     assert main(["--source", SOURCE, "--output", f"gs://{bucket}/agg", "--jurisdiction", "eu"]) == 2
     err = capsys.readouterr().err
     assert f"refuses the sink gs://{bucket}/agg: GCS bucket '{bucket}' is in US (us jurisdiction)" in err
-    assert "eu allows gcp regions europe-west1" in err
+    assert "eu (European Union and EEA) allows gcp regions europe-west1" in err
     assert list(gcs_service.client().list_blobs(bucket)) == []
 
 
@@ -140,7 +140,8 @@ def test_azure_needs_and_checks_sink_region(azurite_service, monkeypatch, capsys
     assert main([*base, "--sink_region", "eastus"]) == 2
     assert (
         f"--jurisdiction eu refuses the sink {output}: Azure storage account 'devstoreaccount1' (container "
-        f"'{container}') is in eastus (us jurisdiction), from --sink_region; eu allows azure regions westeurope"
+        f"'{container}') is in eastus (us jurisdiction), from --sink_region; eu (European Union and EEA) allows "
+        "azure regions westeurope"
     ) in capsys.readouterr().err
     blobs = azurite_service.client().get_container_client(container)
     assert list(blobs.list_blobs()) == []
