@@ -78,3 +78,21 @@ def test_scripts_kept_in_repo_are_referenced():
     assert "scripts/install-flink-on-yarn.sh" in hdi
     script = (tf.INFRA / "azure/scripts/install-flink-on-yarn.sh").read_text(encoding="utf-8")
     assert "yarn-session.sh" in script and "worker_pool_main" in script
+
+
+# Costs the first tables left out, per cloud (NAT or endpoints, log ingestion, replication,
+# shard-level metrics), each as a word the row must carry.
+COST_ITEMS = {
+    "aws": ("NAT", "interface endpoints", "shard-level metrics", "provisioned"),
+    "azure": ("NAT", "Log Analytics", "GRS", "ZRS", "Premium"),
+    "gcp": ("NAT", "Cloud Logging", "flow logs", "Cloud Monitoring"),
+}
+
+
+@pytest.mark.parametrize("cloud", tf.CLOUDS)
+def test_cost_table_has_the_items_it_left_out(cloud):
+    readme = (tf.INFRA / cloud / "README.md").read_text(encoding="utf-8")
+    rows = "\n".join(line for line in readme.splitlines() if line.startswith("|"))
+    for item in COST_ITEMS[cloud]:
+        assert item in rows, f"infra/{cloud}/README.md cost table lacks {item}"
+    assert "terraform init -backend-config=backend.hcl" in readme, "the state comes first"
