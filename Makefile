@@ -39,8 +39,12 @@ $(PRISM_STAMP): $(if $(and $(wildcard $(PRISM_BIN)),$(filter $(PRISM_VERSION),$(
 
 FORCE:
 
+# The demo job, then a query of what it wrote, ready to paste (docs/query.md).
 run: install
 	$(PYTHON) -m pipelines.run
+	@echo
+	@echo 'Query the results (SQL over the views aggregates and latest; --plot METRIC draws a chart):'
+	@echo '  $(PYTHON) -m pipelines.query ./output "select region, sum(count) as events, max(p99) as worst_p99 from latest group by region order by events desc"'
 
 lint: install
 	$(PYTHON) -m ruff check .
