@@ -4,8 +4,9 @@ after compaction on a local directory, S3 (moto), GCS (gcp-storage-emulator) and
 sees a group missing or doubled; a second run changes nothing; a run stopped between its writes and
 its deletes is completed by the next one. One small job per format runs once; each test copies its
 files (plus a LATE pane file per partition, a partition of the current hour that is not closed, and a
-writer's temporary file) to where it compacts them. Queries read every file with the stores' own
-clients, decode them independently of the compaction code, and run in DuckDB."""
+writer's temporary file) to where it compacts them. Queries run through pipelines.query (DuckDB over
+files read with fsspec, independently of the compaction code); listings and bytes are compared with
+each store's own client."""
 
 from __future__ import annotations
 
@@ -22,15 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable
 
-import duckdb
 import fastavro
 import orjson
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.compact import compact
+from pipelines.query import connect
+from pipelines.query_sources import QueryError, load_aggregates
 from tests.e2e.helpers import REPO, run_cli
 from transforms.formats import EXTENSIONS, encode
 from transforms.partition_paths import partition_segment
@@ -62,26 +63,22 @@ def is_table_file(relative: str) -> bool:
     return not any(p.startswith(("_", ".")) for p in parts) and parts[-1].rpartition(".")[2] in EXTENSIONS
 
 
-def query(files: dict[str, bytes]) -> dict[str, Any]:
-    """`aggregates` (every row, with its partition directory) and `latest` (one row per window and
-    dimensions, the highest pane_index, as pipelines.query and the Athena/BigQuery/Synapse views
-    define it), as sorted row lists, and sum(count) of latest."""
-    rows = []
-    for relative, data in files.items():
-        if is_table_file(relative):
-            partition = relative.rpartition("/")[0]
-            rows += [{**row, "partition": partition} for row in decode_rows(relative, data)]
-    con = duckdb.connect()
-    con.register("aggregates", pa.Table.from_pylist(rows))
-    con.execute(
-        "CREATE VIEW latest AS SELECT * FROM aggregates QUALIFY row_number() OVER "
-        "(PARTITION BY window_start, window_end, region, key ORDER BY pane_index DESC) = 1"
-    )
+def query(uri: str) -> dict[str, Any]:
+    """Through pipelines.query: `aggregates` (every row, with dt and hour) and `latest` (one row per
+    window and dimensions, the highest pane_index, as the Athena/BigQuery/Synapse views define it)
+    as sorted row lists, sum(count) of latest, and sum(count) of the first panes."""
+    table, dimensions = load_aggregates(uri, PipelineOptions([]))
+    con = connect(table, dimensions)
     return {
         "aggregates": con.execute("SELECT * FROM aggregates ORDER BY ALL").fetchall(),
         "latest": con.execute("SELECT * FROM latest ORDER BY ALL").fetchall(),
         "events": con.execute("SELECT sum(count) FROM latest").fetchone()[0],
+        "first_panes": con.execute("SELECT sum(count) FROM aggregates WHERE pane_index = 0").fetchone()[0],
     }
+
+
+def local_uri(root: Path) -> str:
+    return f"file://{root}"
 
 
 def local_files(root: Path) -> dict[str, bytes]:
@@ -216,11 +213,12 @@ def _compact_everywhere(store: Callable[[], Store], jobs: dict[str, Path], monke
         assert before == local_files(root)
         for name, value in target.env.items():
             monkeypatch.setenv(name, value)
+        expected = query(target.uri)
         summary = compact(target.uri, PipelineOptions([]))
         after = target.files()
         assert not summary.failed and summary.compacted == len(closed_partitions(before)), (fmt, summary)
         check_compacted(before, after, fmt)
-        assert query(after) == query(before), fmt
+        assert query(target.uri) == expected, fmt
         # Idempotent: a second run writes, deletes and rewrites nothing.
         again = compact(target.uri, PipelineOptions([]))
         assert again.compacted == 0 and again.already == summary.compacted and target.files() == after, fmt
@@ -229,17 +227,16 @@ def _compact_everywhere(store: Callable[[], Store], jobs: dict[str, Path], monke
 def test_file_store(copies) -> None:
     for fmt, root in copies.items():
         before = local_files(root)
-        summary = compact(f"file://{root}", PipelineOptions([]))
+        expected = query(local_uri(root))
+        summary = compact(local_uri(root), PipelineOptions([]))
         after = local_files(root)
         assert summary.compacted == len(closed_partitions(before)) and summary.open == 1 and not summary.failed
         assert summary.files_in == sum(len([k for k in before if k.startswith(p + "/") and is_table_file(k)])
                                        for p in closed_partitions(before))  # fmt: skip
         check_compacted(before, after, fmt)
-        expected = query(before)
-        assert query(after) == expected
-        assert expected["events"] == query({k: v for k, v in before.items() if "part-late" not in k})["events"] + (
-            LATE_GROUPS * len(closed_partitions(before))
-        ), "the LATE panes are what latest shows"
+        assert query(local_uri(root)) == expected
+        # The LATE panes are what latest shows, one more event each.
+        assert expected["events"] == expected["first_panes"] + LATE_GROUPS * len(closed_partitions(before))
         again = compact(str(root), PipelineOptions([]))
         assert again.compacted == 0 and local_files(root) == after, fmt
 
@@ -267,21 +264,27 @@ class QueryLoop(threading.Thread):
         self.root = root
         self.snapshots: list[dict[str, Any]] = []
         self.vanished = 0
+        self.error: BaseException | None = None
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.snapshots.append(query(local_files(self.root)))
-            except FileNotFoundError:
-                # Listed, then deleted before it was read: the reader retries (it never sees a partial table).
-                self.vanished += 1
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.snapshots.append(query(str(self.root)))
+                except QueryError as err:
+                    if not isinstance(err.__cause__, FileNotFoundError):
+                        raise
+                    # Listed, then deleted before it was read: the query fails whole and is retried.
+                    self.vanished += 1
+        except BaseException as err:  # noqa: BLE001 - handed to the test's thread
+            self.error = err
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_latest_never_misses_or_doubles_a_group_during_compaction(copies, fmt) -> None:
     root = copies[fmt]
-    expected = query(local_files(root))
+    expected = query(str(root))
     reader = QueryLoop(root)
     reader.start()
     try:
@@ -290,6 +293,7 @@ def test_latest_never_misses_or_doubles_a_group_during_compaction(copies, fmt) -
     finally:
         reader.stop.set()
         reader.join()
+    assert reader.error is None, reader.error
     snapshots = reader.snapshots
     assert summary.compacted >= 6 and len(snapshots) >= 5, (len(snapshots), reader.vanished)
     for snapshot in snapshots:
@@ -299,7 +303,7 @@ def test_latest_never_misses_or_doubles_a_group_during_compaction(copies, fmt) -
     doubled = [s for s in snapshots if len(s["aggregates"]) > len(expected["aggregates"])]
     assert doubled, f"no snapshot saw the moment both copies exist ({len(snapshots)} snapshots)"
     assert all(set(s["aggregates"]) == set(expected["aggregates"]) for s in snapshots)
-    assert query(local_files(root)) == expected
+    assert query(str(root)) == expected
 
 
 class Stopped(Exception):
@@ -309,7 +313,7 @@ class Stopped(Exception):
 def test_a_stopped_run_is_completed_by_the_next(copies) -> None:
     root = copies["avro"]
     before = local_files(root)
-    expected = query(before)
+    expected = query(str(root))
     partitions = sorted(closed_partitions(before))
     calls: list[str] = []
 
@@ -322,7 +326,7 @@ def test_a_stopped_run_is_completed_by_the_next(copies) -> None:
         compact(str(root), PipelineOptions([]), after_write=stop_at_second)
     stopped = local_files(root)
     assert f"{partitions[1]}/_compaction.json" in stopped
-    halfway = query(stopped)
+    halfway = query(str(root))
     assert halfway["latest"] == expected["latest"] and len(halfway["aggregates"]) > len(expected["aggregates"])
     # One of our own temporary files left by a killed write: removed; the writer's stays.
     (root / partitions[2] / f"{OWN_TEMP}.avro").write_bytes(b"partial")
@@ -331,14 +335,14 @@ def test_a_stopped_run_is_completed_by_the_next(copies) -> None:
     assert summary.finished == 1 and summary.undone == 0 and summary.compacted == len(partitions) - 2
     after = local_files(root)
     check_compacted(before, after, "avro")
-    assert query(after) == expected and not [k for k in after if OWN_TEMP in k]
+    assert query(str(root)) == expected and not [k for k in after if OWN_TEMP in k]
     assert compact(str(root), PipelineOptions([])).compacted == 0 and local_files(root) == after
 
 
 def test_a_run_stopped_while_writing_is_undone_and_redone(copies) -> None:
     root = copies["parquet"]
     before = local_files(root)
-    expected = query(before)
+    expected = query(str(root))
     first = sorted(closed_partitions(before))[0]
 
     def stop(path: str) -> None:
@@ -350,12 +354,12 @@ def test_a_run_stopped_while_writing_is_undone_and_redone(copies) -> None:
     parts = sorted((root / first).glob("part-compacted-*"))
     assert len(parts) >= 2
     parts[-1].unlink()
-    assert query(local_files(root))["latest"] == expected["latest"]
+    assert query(str(root))["latest"] == expected["latest"]
 
     summary = compact(str(root), PipelineOptions([]), target_bytes=8 * 1024)
     assert summary.undone == 1 and summary.finished == 0 and not summary.failed
     after = local_files(root)
-    assert query(after) == expected
+    assert query(str(root)) == expected
     assert sorted(k.rpartition("/")[2] for k in after if k.startswith(first + "/")) == [p.name for p in parts]
 
 
@@ -364,12 +368,12 @@ def test_large_partitions_are_split_into_deterministic_parts(copies, tmp_path) -
     for fmt, target in {"jsonl": 16 * 1024, "parquet": 12 * 1024, "avro": 4 * 1024}.items():
         root = copies[fmt]
         twin = Path(shutil.copytree(root, tmp_path / f"twin-{fmt}"))
-        before = local_files(root)
+        expected = query(str(root))
         compact(str(root), PipelineOptions([]), target_bytes=target)
         compact(str(twin), PipelineOptions([]), target_bytes=target)
         after = local_files(root)
         assert after == local_files(twin), "the same rows give the same names and bytes"
-        assert query(after) == query(before)
+        assert query(str(root)) == expected
         parts = {k: v for k, v in after.items() if "part-compacted-" in k}
         assert max(k.rpartition("of")[2].split(".")[0] for k in parts) > "001", fmt
         assert all(len(v) <= target or len(decode_rows(k, v)) == 1 for k, v in parts.items()), fmt
@@ -389,6 +393,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_command_line(copies, tmp_path) -> None:
     root = copies["jsonl"]
     before = local_files(root)
+    expected = query(str(root))
     calls = [
         ("--help",),
         (str(root), "--dry_run"),
@@ -411,4 +416,4 @@ def test_command_line(copies, tmp_path) -> None:
     closed = len(closed_partitions(before))
     assert f"compact: [{closed}/{closed}] " in done.stderr and f"{closed} compacted" in done.stdout
     assert "1 not closed" in done.stdout
-    assert query(local_files(root)) == query(before)
+    assert query(str(root)) == expected
