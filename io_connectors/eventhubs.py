@@ -353,6 +353,11 @@ class _ReadPartition(StreamReadFn):
 
         settings = self._settings
         restriction = tracker.current_restriction()
+        # The next offset this bundle claimed, committed when the runner finalizes the bundle.
+        # Registered in every bundle: Prism finalizes every bundle of a stage that asks for a
+        # finalizer, and the SDK refuses to finalize one that registered nothing.
+        committed: list[int] = []
+        finalizer.register(lambda p=ref.partition: self._commit(p, committed[-1]) if committed else None)
         if self._budget.over or restriction.start >= restriction.stop:
             _finish(tracker)
             return
@@ -401,7 +406,7 @@ class _ReadPartition(StreamReadFn):
                             yield TimestampedValue(batch, Timestamp(micros=min(batch.timestamps_ms) * 1000))
                             estimator.observe(max(batch.timestamps_ms))
                         if settings.commit_offsets:
-                            finalizer.register(lambda p=ref.partition, o=next_offset: self._commit(p, o))
+                            committed.append(next_offset)
                     if len(claimed) < len(records):
                         if spent:  # the record budget is spent: the read is over
                             _finish(tracker)

@@ -145,7 +145,7 @@ class _ReadShard(StreamReadFn):
         config = self._settings
         restriction: ShardRestriction = tracker.current_restriction()
         shard = KinesisShard(element.stream, restriction.shard_id or "", restriction.parents, restriction.start)
-        if config.bounded and self._budget.over:
+        if self._budget.over:
             self._finish(tracker, shard, STOP)
             return
         if restriction.shard_id is None:
@@ -197,7 +197,7 @@ class _ReadShard(StreamReadFn):
                 self._finish(tracker, shard, SHARD_END)  # closed shard, fully read
                 LOG.info("kinesis: shard %s/%s finished (closed)", shard.stream, shard.shard_id)
                 return
-            if config.bounded and self._budget.over:
+            if self._budget.over:
                 self._finish(tracker, shard, STOP)
                 return
             if not records:

@@ -17,7 +17,7 @@ from apache_beam.utils.timestamp import Duration
 
 from io_connectors.kinesis_client import is_unavailable, list_shards, make_client
 from io_connectors.kinesis_core import SHARDS, STOP, KinesisReadConfig, KinesisShard, StartPosition
-from io_connectors.read_core import unbounded
+from io_connectors.read_core import stop_requested, unbounded
 
 LOG = logging.getLogger(__name__)
 
@@ -153,6 +153,9 @@ class _DiscoverShards(beam.DoFn, RestrictionProvider):
     ) -> Iterator[KinesisShard]:
         config = self._config
         state = tracker.current_restriction()
+        if stop_requested():  # the run is stopping (read_core.stop_reading): no more shards to follow
+            tracker.try_claim(STOP)
+            return
         try:
             shards = list_shards(self._client, stream)  # slow I/O before the claim
         except Exception as err:  # noqa: BLE001 - botocore errors; classified here

@@ -256,6 +256,8 @@ class _PullFn(read_core.StreamReadFn):
 
     def _stop_reason(self, watermark: IdleWatermarkEstimator) -> str | None:
         s = self._settings
+        if read_core.stop_requested():
+            return "stop requested"
         if self._budget.spent:
             return "max_records"
         if self._budget.past_deadline():

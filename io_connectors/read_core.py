@@ -60,6 +60,30 @@ class StreamReadSettings:
         return problems
 
 
+# --------------------------------------------------------------------------- stop
+
+
+# Set by whoever runs the job (pipelines/run.py on Ctrl-C): every reader in this process ends its
+# restriction at its next look, as a bounded read does when its budget is spent, so the runner
+# closes and writes every open window and the run finishes cleanly. Readers in this process only:
+# the local runners (DirectRunner, Prism's LOOPBACK workers) run them in the launching process.
+_STOP = threading.Event()
+
+
+def stop_reading() -> None:
+    """Asks every stream reader in this process to finish its read (a drain, not a kill)."""
+    _STOP.set()
+
+
+def resume_reading() -> None:
+    """Clears a stop request (for a later run in the same process)."""
+    _STOP.clear()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
 # --------------------------------------------------------------------------- record budget
 
 
@@ -116,8 +140,8 @@ class RecordBudget:
 
     @property
     def over(self) -> bool:
-        """The read is over: budget spent or deadline passed."""
-        return self.spent or self.past_deadline()
+        """The read is over: budget spent, deadline passed, or a stop requested (stop_reading)."""
+        return self.spent or self.past_deadline() or stop_requested()
 
 
 # Called with the number of records each claim_within_budget call claimed, in the reader's process:

@@ -19,6 +19,7 @@ from pipelines.adapters.pubsub_options import PubSubOptions
 from pipelines.options import AnalyticsOptions, ConfigError
 from pipelines.sink_options import SinkOptions, check_local_sink, check_sink_options
 from pipelines.sovereignty import SovereigntyError, enforce_jurisdiction
+from runners import runner_key
 from transforms.columnar import INTERNAL_COLUMNS
 from transforms.decode import EventSchema
 from transforms.windowing import MAX_WINDOW_S, WindowSpec, WindowSpecError, parse_window
@@ -32,7 +33,7 @@ class JobConfig:
     schema: EventSchema
     window: WindowSpec
     allowed_lateness_s: float
-    early_firing_s: int | None
+    early_firing_s: float | None
     window_shards: int
     output: SinkSpec
     output_format: str
@@ -149,6 +150,27 @@ def _check_resume(options: PipelineOptions, source: SourceSpec) -> None:
         )
 
 
+def _check_early_firing(options: PipelineOptions, seconds: float) -> None:
+    """Positive, at most MAX_WINDOW_S, and whole seconds except where the runner counts milliseconds."""
+    if not (math.isfinite(seconds) and 0.001 <= seconds <= MAX_WINDOW_S):
+        raise ConfigError(
+            f"--early_firing {seconds:g} must be a positive number of seconds up to {MAX_WINDOW_S} (366 days), "
+            "at least 0.001."
+        )
+    if seconds != int(seconds) and runner_key(options) not in MILLISECOND_TRIGGER_RUNNERS:
+        # The DirectRunner rebuilds triggers in Python, which reads the delay back in whole seconds
+        # (0.5 would become 0: a pane per element); other runners are not verified here.
+        raise ConfigError(
+            f"--early_firing {seconds:g}: fractions of a second need --runner PrismRunner, whose triggers count "
+            f"milliseconds; --runner {options.view_as(StandardOptions).runner or 'DirectRunner'} counts whole "
+            "seconds, so give a whole number."
+        )
+
+
+# Runners (profile keys) that evaluate a processing-time trigger's delay in milliseconds.
+MILLISECOND_TRIGGER_RUNNERS = ("prism",)
+
+
 def build_config(options: PipelineOptions) -> JobConfig:
     """Validate every analytics option; raises ConfigError with one clear sentence."""
     opts = options.view_as(AnalyticsOptions)
@@ -186,10 +208,8 @@ def build_config(options: PipelineOptions) -> JobConfig:
             f"--allowed_lateness {opts.allowed_lateness:g} is over the limit of {MAX_WINDOW_S} s (366 days), "
             "the state a window would be kept for; give fewer seconds."
         )
-    if opts.early_firing is not None and not 0 < opts.early_firing <= MAX_WINDOW_S:
-        raise ConfigError(
-            f"--early_firing {opts.early_firing} must be a positive number of seconds up to {MAX_WINDOW_S} (366 days)."
-        )
+    if opts.early_firing is not None:
+        _check_early_firing(options, opts.early_firing)
     if opts.window_shards < 1:
         raise ConfigError(f"--window_shards {opts.window_shards} must be at least 1.")
     if opts.max_records is not None and opts.max_records <= 0:

@@ -90,11 +90,11 @@ class AnalyticsOptions(PipelineOptions):
         )
         group.add_argument(
             "--early_firing",
-            type=int,
+            type=float,
             default=None,
-            help="Emit accumulating EARLY panes every this many whole seconds of processing time (Beam's "
-            "processing-time triggers count whole seconds) before the watermark closes a window; "
-            "implies the streaming path. Default: off",
+            help="Emit accumulating EARLY panes every this many seconds of processing time before the "
+            "watermark closes a window; implies the streaming path. Fractions of a second (0.5) need "
+            "--runner PrismRunner; other runners count whole seconds. Default: off",
         )
         group.add_argument(
             "--window_shards",

@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
-from typing import Sequence
+from types import FrameType
+from typing import Any, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from io_connectors.after_run import AfterRun, run_and_commit
+from io_connectors.read_core import resume_reading, stop_reading
 from io_connectors.uri import UriError, redact_text, redact_uri
 from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
 from pipelines.options import add_all_arguments
-from runners import ProfileError, apply_profile
+from runners import ProfileError, apply_profile, runner_key
 from runners.direct import local_runner
 from transforms.sinks import NAMESPACE
 
@@ -133,11 +136,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(reading_line(config), file=sys.stderr)
     started = time.monotonic()
-    # Positions and held acknowledgements are committed only once the run has succeeded.
-    result = pipeline.run()
-    run_and_commit(result, after_run)
+    stop = StopOnInterrupt() if runner_key(options) in LOCAL_RUNNERS else None
+    try:
+        if stop:
+            stop.install()
+        # Positions and held acknowledgements are committed only once the run has succeeded.
+        result = pipeline.run()
+        if stop:
+            stop.install()  # Beam's job server puts its own handler in place when it starts
+        run_and_commit(result, after_run)
+    except KeyboardInterrupt:
+        print("stopped at once: open windows were not written, and no read position or acknowledgement "
+              "was committed (the next run reads those records again)", file=sys.stderr)
+        return 130
+    finally:
+        if stop:
+            stop.uninstall()
     print(summarize(result, config, time.monotonic() - started))
     return 0
+
+
+# Runners whose stream readers run in this process, so that Ctrl-C can ask them to finish.
+LOCAL_RUNNERS = ("direct", "prism")
+
+
+class StopOnInterrupt:
+    """Ctrl-C (SIGINT) on a local run: the first stops the stream reads (read_core.stop_reading), so
+    the runner closes and writes every open window and the run ends as a bounded one does, with its
+    positions and acknowledgements committed; a second stops at once, committing nothing."""
+
+    def __init__(self) -> None:
+        self._previous: Any = signal.getsignal(signal.SIGINT)
+        self._original = self._previous
+        self.requested = False
+        self._hard = False
+
+    def install(self) -> None:
+        current = signal.getsignal(signal.SIGINT)
+        if current is not self:
+            self._previous = current
+            signal.signal(signal.SIGINT, self)
+
+    def uninstall(self) -> None:
+        if signal.getsignal(signal.SIGINT) is self:
+            signal.signal(signal.SIGINT, self._original)
+        resume_reading()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.requested:
+            self.requested = True
+            stop_reading()
+            print("stopping: the reads end, open windows are written, then positions and acknowledgements are "
+                  "committed (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            return
+        if self._hard:  # Beam's handler (the job server's) hands the signal back here
+            raise KeyboardInterrupt
+        self._hard = True
+        if callable(self._previous) and self._previous is not signal.default_int_handler:
+            self._previous(signum, frame)  # Beam's: stops the job server
+        raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -112,10 +112,12 @@ def finalizes_before_writing(options: PipelineOptions) -> bool:
     finalizes a read bundle as soon as the read stage has processed it, but writes windows only
     after the whole read, so acknowledging at finalization could lose data if the process died
     in between. In `multi_processing` mode the reads run in worker processes, which cannot see
-    the run's end; other runners finalize after a durable checkpoint."""
+    the run's end. Prism likewise finalizes once a bundle's output is in its memory, not written,
+    and runs the readers in this process (LOOPBACK). Other runners finalize after a durable checkpoint."""
     from runners import runner_key
 
-    return runner_key(options) == "direct" and options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    key = runner_key(options)
+    return key == "prism" or (key == "direct" and options.view_as(DirectOptions).direct_running_mode == "in_memory")
 
 
 def local_runner(options: PipelineOptions, early_firing: bool, source_scheme: str) -> object | None:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.transforms import trigger as beam_trigger
 from apache_beam.transforms import window as beam_window
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -152,8 +153,32 @@ def beam_window_fn(spec: WindowSpec) -> beam_window.WindowFn:
     return PartialWindows()
 
 
-def build_trigger(early_firing_s: int | None, allowed_lateness_s: float) -> beam_trigger.TriggerFn:
-    """On-time pane at the watermark, optional processing-time early panes, one late pane per late batch."""
-    early = beam_trigger.AfterProcessingTime(early_firing_s) if early_firing_s else None
-    late = beam_trigger.AfterCount(1) if allowed_lateness_s > 0 else None
-    return beam_trigger.AfterWatermark(early=early, late=late)
+class AfterProcessingTimeMs(beam_trigger.AfterProcessingTime):
+    """Beam's AfterProcessingTime with a delay that may be a fraction of a second.
+
+    Beam's own writes `delay_millis` as `delay * 1000` unconverted, so a fractional delay fails
+    to translate; this one rounds to whole milliseconds, the unit of the runner API. Runners that
+    rebuild the trigger in Python (the DirectRunner's) read it back in whole seconds, so fractions
+    are accepted only where the runner evaluates the proto itself (pipelines.config checks)."""
+
+    def __repr__(self) -> str:
+        return f"AfterProcessingTime(delay={self.delay:g})"
+
+    def to_runner_api(self, context: object) -> beam_runner_api_pb2.Trigger:
+        delay = beam_runner_api_pb2.TimestampTransform(
+            delay=beam_runner_api_pb2.TimestampTransform.Delay(delay_millis=int(round(self.delay * 1000)))
+        )
+        return beam_runner_api_pb2.Trigger(
+            after_processing_time=beam_runner_api_pb2.Trigger.AfterProcessingTime(timestamp_transforms=[delay])
+        )
+
+
+def build_trigger(early_firing_s: float | None, allowed_lateness_s: float) -> beam_trigger.TriggerFn:
+    """On-time pane at the watermark, optional processing-time early panes, one late pane per late batch.
+
+    The late trigger is always explicit, even when no lateness is allowed (the runner then drops
+    late data before it reaches the trigger): without one, Prism evaluates its default late trigger,
+    which fires on any firing after the window's end, also for an early-firing timer that outlived
+    its window's state, and Prism 2.77 then fails the job ("assignment to entry in nil map")."""
+    early = AfterProcessingTimeMs(early_firing_s) if early_firing_s else None
+    return beam_trigger.AfterWatermark(early=early, late=beam_trigger.AfterCount(1))
