@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from pipelines.adapters import check_source
 from pipelines.adapters.eventhubs_options import EventHubsOptions
 from pipelines.adapters.kinesis_options import KinesisOptions
 from pipelines.adapters.pubsub_options import PubSubOptions
-from pipelines.options import AnalyticsOptions, ConfigError
+from pipelines.options import DEFAULT_FILE_ROLL_S, AnalyticsOptions, ConfigError
 from pipelines.sink_options import SinkOptions, check_local_sink, check_sink_options
 from pipelines.sovereignty import SovereigntyError, enforce_jurisdiction
 from runners import runner_key
@@ -42,6 +43,9 @@ class JobConfig:
     dedupe_by: str | None = None
     dedupe_max_ids: int = 1_000_000
     resume: bool = False
+    # Streaming: seconds of processing time whose panes share files; None: one roll per run.
+    file_roll_s: int | None = DEFAULT_FILE_ROLL_S
+    dead_letter_in_output: bool = False
 
     @property
     def streaming_path(self) -> bool:
@@ -150,6 +154,33 @@ def _check_resume(options: PipelineOptions, source: SourceSpec) -> None:
         )
 
 
+def _is_root(sink: SinkSpec) -> bool:
+    """A bucket or container root (or the local filesystem's), which has no sibling prefix."""
+    location = sink.path.rstrip("/").split("://", 1)[-1] if sink.scheme != "file" else sink.path.rstrip("/")
+    segments = [s for s in location.split("/") if s]
+    return len(segments) <= (2 if sink.scheme == "azfs" else 1 if sink.scheme in ("s3", "gs") else 0)
+
+
+def default_dead_letter(output: SinkSpec) -> SinkSpec:
+    """`<output>_dead_letter`, beside the aggregates' table so that no reader of the table meets
+    them; at a bucket or container root, where nothing is beside, `<output>/_dead_letter`."""
+    path = output.path.rstrip("/")
+    if _is_root(output):
+        return SinkSpec(output.scheme, f"{path}/_dead_letter")
+    return SinkSpec(output.scheme, f"{path}_dead_letter")
+
+
+def inside(sink: SinkSpec, root: SinkSpec) -> bool:
+    """Whether `sink` is `root` or lies under it (local paths compared after resolving links)."""
+    if sink.scheme != root.scheme:
+        return False
+    if sink.scheme == "file":
+        path, base = os.path.realpath(sink.path), os.path.realpath(root.path)
+        return os.path.commonpath([path, base]) == base
+    path, base = sink.path.rstrip("/"), root.path.rstrip("/")
+    return path == base or path.startswith(base + "/")
+
+
 def _check_early_firing(options: PipelineOptions, seconds: float) -> None:
     """Positive, at most MAX_WINDOW_S, and whole seconds except where the runner counts milliseconds."""
     if not (math.isfinite(seconds) and 0.001 <= seconds <= MAX_WINDOW_S):
@@ -180,11 +211,7 @@ def build_config(options: PipelineOptions) -> JobConfig:
         source = parse_source(opts.source)
         check_source(source)
         output = parse_sink(opts.output, "--output")
-        dead_letter = (
-            parse_sink(opts.dead_letter, "--dead_letter")
-            if opts.dead_letter
-            else SinkSpec(output.scheme, output.join("dead_letter"))
-        )
+        dead_letter = parse_sink(opts.dead_letter, "--dead_letter") if opts.dead_letter else default_dead_letter(output)
         window = parse_window(opts.window)
         # Local sinks must be writable now: finding out after the read would lose the work.
         # Object stores are checked by their first write (and by --jurisdiction's look-ups).
@@ -212,6 +239,10 @@ def build_config(options: PipelineOptions) -> JobConfig:
         _check_early_firing(options, opts.early_firing)
     if opts.window_shards < 1:
         raise ConfigError(f"--window_shards {opts.window_shards} must be at least 1.")
+    if not 0 < opts.file_roll <= MAX_WINDOW_S:
+        raise ConfigError(
+            f"--file_roll {opts.file_roll} must be a positive number of seconds up to {MAX_WINDOW_S} (366 days)."
+        )
     if opts.max_records is not None and opts.max_records <= 0:
         raise ConfigError(f"--max_records {opts.max_records} must be positive.")
     if opts.max_read_time is not None and opts.max_read_time <= 0:
@@ -253,4 +284,6 @@ def build_config(options: PipelineOptions) -> JobConfig:
         dedupe_by=opts.dedupe_by or None,
         dedupe_max_ids=opts.dedupe_max_ids,
         resume=bool(opts.resume),
+        file_roll_s=opts.file_roll,
+        dead_letter_in_output=inside(dead_letter, output),
     )

@@ -11,6 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 DEFAULT_SOURCE = "synthetic://?events=100000&keys=50&seed=42"
 DEFAULT_OUTPUT = "./output"
+DEFAULT_FILE_ROLL_S = 60
 
 
 class ConfigError(ValueError):
@@ -101,7 +102,18 @@ class AnalyticsOptions(PipelineOptions):
             type=int,
             default=4,
             help="Split each window's groups into this many shards, each combined under its own key "
-            "and written to its own files: more parallelism for windows with many groups. Default: 4",
+            "and written to its own files: more parallelism for windows with many groups, and at most this "
+            "many files per partition directory (and --file_roll, when streaming). Default: 4",
+        )
+        group.add_argument(
+            "--file_roll",
+            type=int,
+            default=DEFAULT_FILE_ROLL_S,
+            help="Streaming: gather the panes that fire within this many whole seconds of processing time "
+            "into the same files, at most --window_shards files per partition directory (dt/hour/region) "
+            "and roll, as a write window does; longer rolls mean fewer, larger files and aggregates that "
+            "land later. Bounded runs write each partition in at most --window_shards files whatever "
+            f"this is. Default: {DEFAULT_FILE_ROLL_S}",
         )
         group.add_argument(
             "--output",
@@ -119,7 +131,10 @@ class AnalyticsOptions(PipelineOptions):
             "--dead_letter",
             default=None,
             help="Where undecodable records go, one JSON line each with error, payload and source. "
-            "Default: <output>/dead_letter",
+            "Default: beside the output, <output>_dead_letter (./output -> ./output_dead_letter, "
+            "s3://b/p/agg -> s3://b/p/agg_dead_letter); for an output at a bucket or container root, "
+            "<output>/_dead_letter. Inside the output, files are named _part-<digest>.ndjson, which "
+            "table readers skip.",
         )
         group.add_argument(
             "--max_records",

@@ -31,7 +31,7 @@ def overflow_dead_letter(group: dict[str, Any], total: float, vmin: float, vmax:
 class OverflowDeadLetters(beam.DoFn):
     """Dead letters for the overflowing groups of window shards or of aggregate records.
 
-    Takes ((start_ms, end_ms, shard), Groups) (bounded), (shard, Groups) in a Beam window
+    Takes ((hour, shard), Groups keyed by (start_ms, end_ms, dims)) (bounded), (shard, Groups) in a Beam window
     (`windowed`, streaming) or aggregate record dicts (sessions). Yields, per element with any,
     one `dead_letter_lines` element: the form WriteDeadLetters writes."""
 
@@ -52,10 +52,12 @@ class OverflowDeadLetters(beam.DoFn):
                 group = {name: element[name] for name in ("window_start", "window_end", *self._dims, "count")}
                 yield overflow_dead_letter(group, element["sum"], element["min"], element["max"])
             return
-        key, groups = element
-        start_ms, end_ms = window_bounds_ms(window) if self._windowed else key[:2]
-        for dims, partial in groups.items():
+        _, groups = element
+        for group_key, partial in groups.items():
             if partial.overflowed:
+                # Bounded groups carry their window in the key; streaming ones are in a Beam window.
+                start_ms, end_ms = window_bounds_ms(window) if self._windowed else group_key[:2]
+                dims = group_key if self._windowed else group_key[2]
                 group = {"window_start": iso_utc(start_ms), "window_end": iso_utc(end_ms)}
                 group.update(zip(self._dims, dims, strict=True))
                 group["count"] = partial.count

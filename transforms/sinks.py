@@ -1,13 +1,14 @@
 """Aggregates and dead letters -> files under any Beam filesystem, Hive-style partitioned.
 
-Layout: `<output>/dt=YYYY-MM-DD/hour=HH[/region=R]/part-<window>-<pane>-<index>-<shard|digest>.<ext>`.
-Partition values are encoded as Hive and Spark escape them (transforms/partition_paths.py), so
-distinct values give distinct paths, and every write is checked to land under the output root.
-File names are fixed by window, pane and shard (or derived from the content, a digest, where
-one group per name is not guaranteed), so a re-run or a retried bundle writes the same names
-with the same bytes instead of duplicating aggregates. Readers never see half
-a file: on a local or mounted filesystem each file is written under a temporary name and
-renamed; on S3, GCS and Azure Blob an object only becomes visible when its upload is
+Layout: `<output>/dt=YYYY-MM-DD/hour=HH[/region=R]/part-<shard>.<ext>` (bounded runs) or
+`.../part-<first window start>-<last window end>-<digest>-<shard>.<ext>` (streaming rolls; see
+transforms/rolling.py). Partition values are encoded as Hive and Spark escape them
+(transforms/partition_paths.py), so distinct values give distinct paths, and every write is
+checked to land under the output root. A name is fixed by partition and shard where a run
+writes one file per (partition, shard), else also by the content's digest, so a re-run or a
+retried bundle writes the same names with the same bytes instead of duplicating aggregates.
+Readers never see half a file: on a local or mounted filesystem each file is written under a
+temporary name and renamed; on S3, GCS and Azure Blob an object only becomes visible when its upload is
 committed (CompleteMultipartUpload, the final resumable-upload request, Put Block List), so
 the object is written straight to its final key (a copy-and-delete "rename" there would
 double the traffic and add nothing).
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -136,6 +138,10 @@ def guarded(base: str, write: Writer) -> Writer:
     return checked
 
 
+def shard_name(shard: int, shards: int) -> str:
+    return f"s{shard:03d}of{shards:03d}"
+
+
 class AggregateFileWriter:
     """Writes aggregate records as one file per partition directory; usable inside any DoFn
     (call `setup()` from the DoFn's setup)."""
@@ -144,15 +150,20 @@ class AggregateFileWriter:
         self._base = base.rstrip("/")
         self._format = output_format
         self._dims = tuple(dimensions)
+        # Time first, so that Parquet row-group statistics on window_start prune well.
+        self._order = itemgetter("window_start", "window_end", *self._dims, "pane_index")
         self._records = Metrics.counter(NAMESPACE, "aggregates_written")
         self._files = Metrics.counter(NAMESPACE, "files_written")
 
     def setup(self) -> None:
         self._write = guarded(self._base, object_writer(_scheme(self._base)))
 
-    def write_group(self, records: Iterable[dict[str, Any]], shard: str | None = None) -> list[str]:
-        """Writes the records of one (window, pane[, shard]); files are named by `shard` when the
-        caller guarantees one group per (window, pane, shard), else by a digest of the content."""
+    def write_group(
+        self, records: Iterable[dict[str, Any]], shard: str | None = None, content_named: bool = False
+    ) -> list[str]:
+        """Writes `records` as one file per partition directory, named `part-<shard>` when the caller
+        guarantees one group of records per (partition, shard), else (`content_named`, or no shard)
+        by the window range and a digest of the bytes: `part-<first start>-<last end>-<digest>[-<shard>]`."""
         # Encode each distinct (window, region) once, not once per record: a window holds many groups.
         by_values: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
         has_region = "region" in self._dims
@@ -163,84 +174,18 @@ class AggregateFileWriter:
             by_partition[partition_of(rows[0], self._dims)].extend(rows)
         written = []
         for partition, rows in sorted(by_partition.items()):
-            rows.sort(key=lambda r: tuple(r[d] for d in self._dims))
+            rows.sort(key=self._order)
             data = encode(rows, self._format, self._dims)
-            first = rows[0]
-            name = (
-                f"part-{_compact_time(first['window_start'])}-{_compact_time(first['window_end'])}"
-                f"-{first['pane']}-{first['pane_index']}-{shard or _digest(data)}.{EXTENSIONS[self._format]}"
-            )
-            path = f"{self._base}/{partition}/{name}"
+            name = shard
+            if content_named or shard is None:
+                first, last = _compact_time(rows[0]["window_start"]), _compact_time(max(r["window_end"] for r in rows))
+                name = f"{first}-{last}-{_digest(data)}" + (f"-{shard}" if shard else "")
+            path = f"{self._base}/{partition}/part-{name}.{EXTENSIONS[self._format]}"
             self._write(path, data, MIME_TYPES[self._format])
             self._records.inc(len(rows))
             self._files.inc()
             written.append(path)
         return written
-
-
-def shard_name(shard: int, shards: int) -> str:
-    return f"s{shard:03d}of{shards:03d}"
-
-
-class _WriteAggregateFiles(beam.DoFn):
-    """Writes (key, records of one (window, pane)) elements."""
-
-    def __init__(self, base: str, output_format: str, dimensions: Sequence[str]) -> None:
-        self._writer = AggregateFileWriter(base, output_format, dimensions)
-
-    def setup(self) -> None:
-        self._writer.setup()
-
-    def write_group(self, records: Iterable[dict[str, Any]], shard: str | None = None) -> list[str]:
-        return self._writer.write_group(records, shard)
-
-    def process(self, element: tuple[Any, Iterable[dict[str, Any]]]) -> Iterator[str]:
-        _, records = element
-        yield from self.write_group(records)
-
-
-class _WriteAggregatesPerBundle(_WriteAggregateFiles):
-    """Streaming variant: groups the records of each bundle by (window, pane) and writes them
-    when the bundle finishes, so no extra shuffle or trigger sits between a pane and its file."""
-
-    def start_bundle(self) -> None:
-        self._pending: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-
-    def process(self, element: tuple[Any, dict[str, Any]]) -> None:
-        key, record = element
-        self._pending[key].append(record)
-
-    def finish_bundle(self) -> None:
-        for key in sorted(self._pending):
-            self.write_group(self._pending[key])
-        self._pending.clear()
-
-
-def _pane_key(record: dict[str, Any]) -> tuple:
-    return (record["window_start"], record["window_end"], record["pane"], record["pane_index"])
-
-
-class WriteAggregates(beam.PTransform):
-    """Writes aggregate records; `streaming` writes per bundle instead of grouping per window."""
-
-    def __init__(self, base: str, output_format: str, dimensions: Sequence[str], streaming: bool = False) -> None:
-        super().__init__()
-        self._base = base
-        self._format = output_format
-        self._dims = tuple(dimensions)
-        self._streaming = streaming
-
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        keyed = records | "KeyByPane" >> beam.Map(lambda r: (_pane_key(r), r))
-        if self._streaming:
-            return keyed | "WritePerBundle" >> beam.ParDo(
-                _WriteAggregatesPerBundle(self._base, self._format, self._dims)
-            )
-        return (
-            keyed
-            | "GroupByPane" >> beam.GroupByKey()
-            | "WriteFiles" >> beam.ParDo(_WriteAggregateFiles(self._base, self._format, self._dims))
-        )
 
 
 def _dead_letter_line(record: dict[str, Any]) -> bytes:
@@ -265,11 +210,19 @@ def dead_letter_records(lines: bytes) -> Iterator[dict[str, Any]]:
         start = end + 1
 
 
-class _WriteDeadLetterLines(beam.DoFn):
-    """Writes each element (one batch's `dead_letter_lines`) as `part-<digest>.jsonl`, straight away."""
+def dead_letter_name(lines: bytes, hidden: bool = False) -> str:
+    """`part-<digest>.jsonl`; `hidden` (dead letters inside the aggregates' table) gives
+    `_part-<digest>.ndjson`, which Hive, Athena and Spark skip (leading `_`) and a DuckDB glob of
+    the table's `**/*.jsonl` does not match."""
+    return f"_part-{_digest(lines)}.ndjson" if hidden else f"part-{_digest(lines)}.jsonl"
 
-    def __init__(self, base: str) -> None:
+
+class _WriteDeadLetterLines(beam.DoFn):
+    """Writes each element (one batch's `dead_letter_lines`) as `dead_letter_name(...)`, straight away."""
+
+    def __init__(self, base: str, hidden: bool = False) -> None:
         self._base = base.rstrip("/")
+        self._hidden = hidden
         self._count = Metrics.counter(NAMESPACE, "dead_letters_written")
 
     def setup(self) -> None:
@@ -283,12 +236,13 @@ class _WriteDeadLetterLines(beam.DoFn):
             )
         if not lines:
             return
-        self._write(f"{self._base}/part-{_digest(lines)}.jsonl", lines, MIME_TYPES["jsonl"])
+        self._write(f"{self._base}/{dead_letter_name(lines, self._hidden)}", lines, MIME_TYPES["jsonl"])
         self._count.inc(lines.count(b"\n"))
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Writes dead letters, each element one batch's `dead_letter_lines`, to `part-<digest>.jsonl`.
+    """Writes dead letters, each element one batch's `dead_letter_lines`, to `part-<digest>.jsonl`
+    (`hidden`: `_part-<digest>.ndjson`, for dead letters inside the aggregates' table).
 
     Each element is written as it comes, with no grouping, so memory holds one batch's dead
     letters at most, whatever their total. The name is the digest of the bytes, and a source
@@ -296,9 +250,10 @@ class WriteDeadLetters(beam.PTransform):
     a retried bundle rewrites the same names with the same bytes; bounded and unbounded input
     take the same path."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, hidden: bool = False) -> None:
         super().__init__()
         self._base = base
+        self._hidden = hidden
 
     def expand(self, lines: beam.PCollection) -> beam.PCollection:
-        return lines | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLetterLines(self._base))
+        return lines | "WriteDeadLetterFiles" >> beam.ParDo(_WriteDeadLetterLines(self._base, self._hidden))

@@ -1,8 +1,9 @@
 """Combine pre-aggregated partials per window: the bounded fast path and Beam's windowing.
 
-Both give the same records (see BoundedAggregate). Non-merging windows leave as window
-shards, ((start_ms, end_ms, shard), Groups) bounded or (shard, Groups) in a Beam window,
-written by transforms.write_windows; sessions leave as aggregate records.
+Both give the same records (see BoundedAggregate). Non-merging windows leave as shards of
+groups: bounded, one element per (dt/hour, shard), ((hour, shard), Groups keyed by
+(start_ms, end_ms, dims)); streaming, (shard, Groups keyed by dims) in a Beam window and pane.
+Sessions leave as aggregate records. transforms.rolling writes them all.
 """
 
 from __future__ import annotations
@@ -46,6 +47,23 @@ def shard_records(
     return [to_record(start_ms, end_ms, dims, part, pane, pane_index, dimensions) for dims, part in groups.items()]
 
 
+def hour_records(groups: dict, dimensions: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The ON_TIME records of a bounded hour shard: Groups keyed by (start_ms, end_ms, dims)."""
+    return [to_record(start, end, dims, part, "ON_TIME", 0, dimensions) for (start, end, dims), part in groups.items()]
+
+
+def partition_hour(start_ms: int) -> str:
+    """`YYYY-MM-DDTHH` of a window's start: the dt and hour of its partition directory."""
+    return iso_utc(start_ms)[:13]
+
+
+def _by_hour(element: tuple[tuple[int, int, int], dict]) -> tuple[tuple[str, int], dict]:
+    # The window moves from the key into the groups' keys, so that one combine per (hour, shard)
+    # gives every file of a partition's shard at once, with no second shuffle before writing.
+    (start_ms, end_ms, shard), groups = element
+    return (partition_hour(start_ms), shard), {(start_ms, end_ms, dims): part for dims, part in groups.items()}
+
+
 class _CountWindows(beam.PTransform):
     """Counts distinct (start, end) windows into the summary's `windows_written` counter."""
 
@@ -59,8 +77,8 @@ class BoundedAggregate(beam.PTransform):
     global window (5x faster on the FnApiRunner than a windowed GroupByKey) and emit one
     ON_TIME pane per group: the same result Beam's windowing gives for bounded data.
 
-    Output: for sessions, one record per session; otherwise one ((start_ms, end_ms, shard),
-    Groups) element per window shard."""
+    Output: for sessions, one record per session; otherwise one ((hour, shard), Groups keyed by
+    (start_ms, end_ms, dims)) element per dt/hour and shard (see partition_hour)."""
 
     def __init__(self, window: WindowSpec, dimensions: tuple[str, ...]) -> None:
         super().__init__()
@@ -79,8 +97,8 @@ class BoundedAggregate(beam.PTransform):
             )
             _ = records | "Windows" >> beam.Map(lambda r: (r["window_start"], r["window_end"])) | _CountWindows()
             return records
-        merged = partials | "Merge" >> beam.CombinePerKey(MergeGroups())
-        _ = merged | "Windows" >> beam.Map(lambda kv: kv[0][:2]) | _CountWindows()
+        merged = partials | "KeyByHour" >> beam.Map(_by_hour) | "Merge" >> beam.CombinePerKey(MergeGroups())
+        _ = merged | "Windows" >> beam.FlatMap(lambda kv: {key[:2] for key in kv[1]}) | _CountWindows()
         return merged
 
 

@@ -1,49 +1,61 @@
-"""Format and write each combined window shard in one step (non-merging windows)."""
+"""Format and write one roll of aggregates: the files of one (dt/hour, shard) key."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 
-from transforms.aggregate import Groups
 from transforms.sinks import AggregateFileWriter, shard_name
-from transforms.window_aggregate import PANE_TIMING, shard_records
-from transforms.windowing import window_bounds_ms
+from transforms.window_aggregate import hour_records, shard_records
+
+# What a roll groups: a streaming window shard's pane, (start_ms, end_ms, pane, pane_index,
+# Groups keyed by dims), or one aggregate record (sessions).
+Chunk = tuple | dict
 
 
-class WriteWindowShards(beam.DoFn):
-    """Formats and writes each combined window shard in one step.
+def chunk_records(chunks: Iterable[Chunk], dimensions: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The aggregate records of a roll's chunks."""
+    records: list[dict[str, Any]] = []
+    for chunk in chunks:
+        if isinstance(chunk, dict):
+            records.append(chunk)
+        else:
+            start_ms, end_ms, pane, pane_index, groups = chunk
+            records += shard_records(start_ms, end_ms, groups, pane, pane_index, dimensions)
+    return records
 
-    Bounded input gives ((start_ms, end_ms, shard), Groups); streaming (`windowed`) gives
-    (shard, Groups) in its Beam window with its pane. Writing where the records are made avoids
-    a PCollection of record lists, whose per-field size sampling alone cost about a tenth of a run.
-    Files are named by shard (one of `shards`), so a re-run writes the same names.
+
+class WriteRolls(beam.DoFn):
+    """Formats and writes each ((hour, shard), value) element as one file per partition directory.
+
+    `value` is a bounded hour shard's Groups keyed by (start_ms, end_ms, dims) (`grouped` False),
+    or the chunks a GroupByKey gathered for one roll (`grouped` True). Writing where the records
+    are made avoids a PCollection of record lists, whose per-field size sampling alone cost about
+    a tenth of a run. Files are named by shard (one of `shards`), and with `content_named` also by
+    their window range and digest, for keys that roll more than once (see transforms/rolling.py).
     """
 
     def __init__(
-        self, output_path: str, output_format: str, dimensions: tuple[str, ...], shards: int, windowed: bool
+        self,
+        output_path: str,
+        output_format: str,
+        dimensions: tuple[str, ...],
+        shards: int,
+        grouped: bool,
+        content_named: bool,
     ) -> None:
         self._writer = AggregateFileWriter(output_path, output_format, dimensions)
         self._dims = dimensions
         self._shards = shards
-        self._windowed = windowed
+        self._grouped = grouped
+        self._content_named = content_named
 
     def setup(self) -> None:
         self._writer.setup()
 
-    def process(
-        self,
-        element: tuple[Any, Groups],
-        window: Any = beam.DoFn.WindowParam,
-        pane: Any = beam.DoFn.PaneInfoParam,
-    ) -> Iterator[str]:
-        key, groups = element
-        if self._windowed:
-            start_ms, end_ms = window_bounds_ms(window)
-            shard, timing, index = key, PANE_TIMING.get(pane.timing, "ON_TIME"), pane.index
-        else:
-            (start_ms, end_ms, shard), timing, index = key, "ON_TIME", 0
-        records = shard_records(start_ms, end_ms, groups, timing, index, self._dims)
+    def process(self, element: tuple[tuple[str, int], Any]) -> Iterator[str]:
+        (_, shard), value = element
+        records = chunk_records(value, self._dims) if self._grouped else hour_records(value, self._dims)
         if records:
-            yield from self._writer.write_group(records, shard=shard_name(shard, self._shards))
+            yield from self._writer.write_group(records, shard_name(shard, self._shards), self._content_named)

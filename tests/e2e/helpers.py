@@ -85,6 +85,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def default_dead_letters(out: Path) -> Path:
+    """Where a run writing aggregates to `out` writes its dead letters by default: beside `out`."""
+    return out.with_name(out.name + "_dead_letter")
+
+
 def read_aggregates(out: Path, fmt: str) -> list[dict]:
     records = []
     for path in sorted(out.rglob(f"part-*.{fmt}")):

@@ -15,6 +15,7 @@ from tests.e2e.helpers import (
     MALFORMED,
     REPO,
     check_against_expected,
+    default_dead_letters,
     expected_aggregates,
     make_events,
     read_aggregates,
@@ -48,7 +49,8 @@ def test_cli_aggregates_equal_independent_computation(ndjson_input, tmp_path, fm
     assert result.returncode == 0, result.stderr
     assert "records read" in result.stdout and "20,006" in result.stdout
     check_against_expected(read_aggregates(out, fmt), expected_aggregates(events))
-    dead = [orjson.loads(line) for p in (out / "dead_letter").glob("*.jsonl") for line in p.read_bytes().splitlines()]
+    dead_files = default_dead_letters(out).glob("*.jsonl")
+    dead = [orjson.loads(line) for p in dead_files for line in p.read_bytes().splitlines()]
     assert sorted(int(d["source"].rsplit(":", 1)[1]) for d in dead) == sorted(bad_lines)
     assert all(d["error"] for d in dead)
 
@@ -107,5 +109,5 @@ def test_early_firing_runs_locally_and_final_panes_are_complete(tmp_path):
         key = (r["window_start"], r["region"], r["key"])
         if key not in last or r["pane_index"] > last[key]["pane_index"]:
             last[key] = r
-    dead = [line for p in (out / "dead_letter").glob("*.jsonl") for line in p.read_bytes().splitlines()]
+    dead = [line for p in default_dead_letters(out).glob("*.jsonl") for line in p.read_bytes().splitlines()]
     assert sum(r["count"] for r in last.values()) == 3000 - len(dead)

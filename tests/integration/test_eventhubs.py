@@ -159,7 +159,8 @@ def test_cli_bounded_read_gives_exact_aggregates(kafka_service: KafkaService, tm
         for metric, value in want.items():
             assert got[metric] == pytest.approx(value, rel=1e-9, abs=1e-9), (group_key, metric)
         assert got["pane"] == "ON_TIME"
-    dead = [json.loads(line) for path in glob.glob(str(out / "dead_letter" / "**" / "*"), recursive=True)
+    dead_dir = out.with_name(out.name + "_dead_letter")  # the default: beside the output
+    dead = [json.loads(line) for path in glob.glob(str(dead_dir / "**" / "*"), recursive=True)
             if os.path.isfile(path) for line in Path(path).read_text().splitlines() if line]
     assert len(dead) == len(bad)
     assert all(d["source"].startswith(f"eventhubs://{hub}/") for d in dead)

@@ -101,7 +101,8 @@ def read_output(out: Path) -> tuple[dict, int]:
             key = (record["window_start"], record["region"], record["key"])
             assert key not in rows, f"duplicate aggregate {key}"
             rows[key] = record
-    dead = sum(len(p.read_text().splitlines()) for p in (out / "dead_letter").rglob("*") if p.is_file()
+    dead_dir = out.with_name(out.name + "_dead_letter")  # the default: beside the output
+    dead = sum(len(p.read_text().splitlines()) for p in dead_dir.rglob("*") if p.is_file()
                and not p.name.startswith("."))
     return rows, dead
 

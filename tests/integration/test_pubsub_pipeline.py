@@ -105,7 +105,7 @@ def _read_output(output: Path) -> dict[tuple, dict[str, Any]]:
 
 
 def _dead_letters(output: Path) -> list[dict[str, Any]]:
-    files = [p for p in (output / "dead_letter").rglob("*") if p.is_file()]
+    files = [p for p in output.with_name(output.name + "_dead_letter").rglob("*") if p.is_file()]
     return [json.loads(line) for p in files for line in p.read_text().splitlines()]
 
 

@@ -41,10 +41,12 @@ MALFORMED = 7
 # 23:40 -> 00:20 UTC: windows on both sides of a day (and hour) boundary.
 BASE_MS = int(datetime(2026, 3, 1, 23, 40, tzinfo=UTC).timestamp() * 1000)
 SPAN_MS = 40 * 60 * 1000
+# Bounded runs: part-<shard>; streaming rolls: part-<first window start>-<last window end>-<digest>-<shard>.
 PART = re.compile(
     r"^dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/region=([a-z0-9-]+)/"
-    r"part-(\d{8}T\d{6}Z)-(\d{8}T\d{6}Z)-(EARLY|ON_TIME|LATE)-(\d+)-([0-9a-f]{12}|s\d{3}of\d{3})\.(jsonl|parquet|avro)$"
+    r"part-(?:(\d{8}T\d{6}Z)-(\d{8}T\d{6}Z)-[0-9a-f]{32}-)?s\d{3}of\d{3}\.(jsonl|parquet|avro)$"
 )
+DEAD = "dead_letter/"  # where check_output expects the dead letters (the default puts them beside the output)
 
 
 def _name(prefix: str) -> str:
@@ -158,19 +160,21 @@ def decode(name: str, data: bytes) -> list[dict[str, Any]]:
 
 
 def check_output(objects: dict[str, bytes], output_format: str, expected: dict) -> None:
-    aggregates = {k: v for k, v in objects.items() if not k.startswith("dead_letter/")}
-    dead = {k: v for k, v in objects.items() if k.startswith("dead_letter/")}
+    aggregates = {k: v for k, v in objects.items() if not k.startswith(DEAD)}
+    dead = {k: v for k, v in objects.items() if k.startswith(DEAD)}
     assert not [k for k in objects if ".tmp" in k], "temporary objects left behind"
     got: dict[tuple[str, str, str], dict[str, Any]] = {}
     for key, data in aggregates.items():
         match = PART.match(key)
         assert match, f"object {key!r} is not in the dt=/hour=/region=/part-... layout"
-        dt, hour, region, wstart, _, pane, _, _, ext = match.groups()
+        dt, hour, region, first, last, ext = match.groups()
         assert ext == output_format
         for record in decode(key, data):
             assert record["window_start"][:10] == dt and record["window_start"][11:13] == hour
-            assert record["region"] == region and record["pane"] == pane
-            assert record["window_start"].replace("-", "").replace(":", "") == wstart
+            assert record["region"] == region
+            if first:
+                compact = {k: record[k].replace("-", "").replace(":", "") for k in ("window_start", "window_end")}
+                assert first <= compact["window_start"] and compact["window_end"] <= last
             ident = (record["window_start"], record["region"], record["key"])
             assert ident not in got, f"aggregate {ident} written twice"
             got[ident] = record
@@ -227,6 +231,12 @@ def run_formats(env: dict[str, str], source: Path, base: str, *extra: str) -> No
         assert result.returncode == 0, f"{fmt}: {result.stderr[-3000:]}"
 
 
+def with_dead_letters(listing: Callable[[str], dict[str, bytes]], output: str) -> dict[str, bytes]:
+    """The objects under the output prefix, and under DEAD those of its default dead-letter prefix."""
+    dead = {DEAD + name: data for name, data in listing(f"{output}_dead_letter/").items()}
+    return {**listing(f"{output}/"), **dead}
+
+
 def round_trip(
     env: dict[str, str],
     events_file: tuple[Path, list[dict[str, Any]]],
@@ -253,14 +263,16 @@ def test_s3_formats_round_trip_and_rerun(moto_service, events_file) -> None:
     bucket = _name("analytics-eu")
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
 
-    def list_objects(fmt: str) -> dict[str, bytes]:
-        prefix = f"agg/{fmt}/"
+    def listing(prefix: str) -> dict[str, bytes]:
         objects = {}
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
                 objects[item["Key"][len(prefix) :]] = body
         return objects
+
+    def list_objects(fmt: str) -> dict[str, bytes]:
+        return with_dead_letters(listing, f"agg/{fmt}")
 
     # The endpoint reaches Beam's S3 filesystem and the guard through AWS_ENDPOINT_URL alone.
     round_trip(moto_service.env(), events_file, f"s3://{bucket}/agg", list_objects)
@@ -270,12 +282,14 @@ def test_azure_blob_formats_round_trip_and_rerun(azurite_service, events_file) -
     container = _name("analytics-eu")
     client = azurite_service.client().create_container(container)
 
-    def list_objects(fmt: str) -> dict[str, bytes]:
-        prefix = f"agg/{fmt}/"
+    def listing(prefix: str) -> dict[str, bytes]:
         return {
             blob.name[len(prefix) :]: client.download_blob(blob.name).readall()
             for blob in client.list_blobs(name_starts_with=prefix)
         }
+
+    def list_objects(fmt: str) -> dict[str, bytes]:
+        return with_dead_letters(listing, f"agg/{fmt}")
 
     # Only AZURE_STORAGE_CONNECTION_STRING (never on the command line); the account's region
     # is not visible from the blob endpoint, so the eu job states it with --sink_region.
@@ -302,18 +316,21 @@ def test_gcs_formats_round_trip_and_rerun(gcs_service, events_file) -> None:
     bucket = client.create_bucket(_name("analytics-eu"))
     set_gcs_location(gcs_service, bucket.name, "EUROPE-WEST1")
 
-    def list_objects(fmt: str) -> dict[str, bytes]:
-        prefix = f"agg/{fmt}/"
+    def listing(prefix: str) -> dict[str, bytes]:
         return {
             blob.name[len(prefix) :]: blob.download_as_bytes() for blob in client.list_blobs(bucket.name, prefix=prefix)
         }
+
+    def list_objects(fmt: str) -> dict[str, bytes]:
+        return with_dead_letters(listing, f"agg/{fmt}")
 
     round_trip(gcs_service.env(), events_file, f"gs://{bucket.name}/agg", list_objects)
 
 
 def test_s3_streaming_writes_one_set_of_files_per_window_and_pane(moto_service, events_file) -> None:
     # Streaming DirectRunner over the bounded file source: Beam windows and triggers, files
-    # written per bundle and pane; the aggregates are the same as in batch.
+    # rolled per partition and shard (one roll: the local runner gives all output at the end);
+    # the aggregates are the same as in batch.
     s3 = moto_service.client("s3")
     bucket = _name("analytics-eu")
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
@@ -328,7 +345,9 @@ def test_s3_streaming_writes_one_set_of_files_per_window_and_pane(moto_service, 
         "--jurisdiction", "eu",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    objects = {}
-    for item in s3.list_objects_v2(Bucket=bucket, Prefix="stream/").get("Contents", []):
-        objects[item["Key"][len("stream/") :]] = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-    check_output(objects, "parquet", expected_aggregates(events))
+    def listing(prefix: str) -> dict[str, bytes]:
+        items = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+        read = lambda key: s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # noqa: E731
+        return {item["Key"][len(prefix) :]: read(item["Key"]) for item in items}
+
+    check_output(with_dead_letters(listing, "stream"), "parquet", expected_aggregates(events))

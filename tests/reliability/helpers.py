@@ -149,9 +149,9 @@ def assert_same_aggregates(actual: dict, expected: dict) -> None:
 
 
 def dead_letters(out: Path) -> list[dict]:
-    """Every dead-letter record written under `out/dead_letter`."""
+    """Every dead-letter record written to the default place of a run writing to `out`, beside it."""
     records = []
-    for path in (out / "dead_letter").rglob("*"):
+    for path in out.with_name(out.name + "_dead_letter").rglob("*"):
         if path.is_file() and not path.name.startswith("."):
             records += [json.loads(line) for line in path.read_text().splitlines() if line]
     return records

@@ -11,6 +11,7 @@ from typing import Any
 
 import apache_beam as beam
 import fastavro
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -21,7 +22,8 @@ from pipelines.run import parse_options
 from pipelines.sink_options import check_sink_options
 from transforms import sinks
 from transforms.formats import PUBLISHED_SCHEMA, arrow_schema, avro_schema, encode
-from transforms.sinks import WriteAggregates, WriteDeadLetters, object_writer
+from transforms.rolling import WriteRolledAggregates
+from transforms.sinks import WriteDeadLetters, object_writer
 from transforms.store_clients import gcs_storage_client
 
 DIMS = ("region", "key")
@@ -68,25 +70,28 @@ def test_parquet_and_avro_carry_the_explicit_schema(tmp_path: Path) -> None:
         assert list(fastavro.reader(handle)) == RECORDS
 
 
-def _write(records: list[dict], out: Path, fmt: str, streaming: bool = False) -> None:
+def _write(records: list[dict], out: Path, fmt: str) -> None:
+    # Records (the form session windows take), rolled per (dt/hour, shard) as a bounded run does.
+    writer = WriteRolledAggregates(str(out), fmt, DIMS, 4, windowed=False, merging=True, roll_s=None)
     with BeamTestPipeline() as p:
-        _ = p | beam.Create(records) | WriteAggregates(str(out), fmt, DIMS, streaming=streaming)
+        _ = p | beam.Create(records) | writer
 
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-NAME = re.compile(
-    r"^dt=2026-01-01/hour=23/region=(eu-west-1|eu-north-1)/"
-    r"part-20260101T23(01|02)00Z-20260101T23(02|03)00Z-ON_TIME-0-[0-9a-f]{32}\.parquet$"
-)
+NAME = re.compile(r"^dt=2026-01-01/hour=23/region=(eu-west-1|eu-north-1)/part-s00[0-3]of004\.parquet$")
 
 
 def test_layout_and_idempotent_rerun(tmp_path: Path) -> None:
     _write(RECORDS, tmp_path, "parquet")
     first = _files(tmp_path)
-    assert len(first) == 4 and all(NAME.match(name) for name in first), list(first)
+    # Both windows of a partition share its files: one per shard holding any of its keys (a, b).
+    assert 2 <= len(first) <= 4 and all(NAME.match(name) for name in first), list(first)
+    read = [row for data in first.values() for row in pq.read_table(pa.BufferReader(data)).to_pylist()]
+    key = lambda r: (r["window_start"], r["region"], r["key"])  # noqa: E731
+    assert sorted(read, key=key) == sorted(RECORDS, key=key)
     # Shuffled input, another run: the same names and bytes, nothing added, no temp files.
     shuffled = RECORDS[:]
     random.Random(1).shuffle(shuffled)
@@ -94,12 +99,14 @@ def test_layout_and_idempotent_rerun(tmp_path: Path) -> None:
     assert _files(tmp_path) == first
 
 
-def test_panes_get_their_own_files(tmp_path: Path) -> None:
+def test_panes_of_one_roll_share_a_file_and_keep_their_pane(tmp_path: Path) -> None:
     early = [record(1, "eu-west-1", "a", count=1, pane="EARLY", index=0)]
     on_time = [record(1, "eu-west-1", "a", count=3, pane="ON_TIME", index=1)]
-    _write(early + on_time, tmp_path, "jsonl")
-    names = sorted(Path(n).name for n in _files(tmp_path))
-    assert [n.split("-")[3:5] for n in names] == [["EARLY", "0"], ["ON_TIME", "1"]]
+    _write(on_time + early, tmp_path, "jsonl")
+    files = _files(tmp_path)
+    assert len(files) == 1
+    rows = [json.loads(line) for line in next(iter(files.values())).splitlines()]
+    assert [(r["pane"], r["pane_index"], r["count"]) for r in rows] == [("EARLY", 0, 1), ("ON_TIME", 1, 3)]
 
 
 def _dead_batches() -> list[list[dict]]:
