@@ -104,8 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"With --plot: the PNG file to write. Default: {DEFAULT_PLOT_OUT}",
     )
     # Beam's own store options, so the query reaches the store exactly as the pipeline's sinks do.
-    S3Options._add_argparse_args(parser)  # noqa: SLF001 - Beam's option definitions, reused as they are
-    AzureOptions._add_argparse_args(parser)  # noqa: SLF001
+    stores = parser.add_argument_group(
+        "stores (Beam's S3 and Azure options, as the pipeline takes them)",
+        description="Credentials never come from the command line: --s3_access_key_id, --s3_secret_access_key,\n"
+        "--s3_session_token and --azure_connection_string are refused, as in the pipeline; use the AWS\n"
+        "credential chain and AZURE_STORAGE_CONNECTION_STRING instead (docs/query.md).",
+    )
+    S3Options._add_argparse_args(stores)  # noqa: SLF001 - Beam's option definitions, reused as they are
+    AzureOptions._add_argparse_args(stores)  # noqa: SLF001
     return parser
 
 

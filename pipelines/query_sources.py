@@ -29,14 +29,13 @@ import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import AzureOptions, PipelineOptions, S3Options
 
 from io_connectors.uri import SinkSpec, UriError, parse_sink, redact_uri
-from transforms.formats import EXTENSIONS, METRIC_FIELDS, arrow_schema
+from transforms.compaction import FIXED_COLUMNS, partitions
+from transforms.formats import METRIC_FIELDS, arrow_schema
 from transforms.partition_paths import decode, is_cut
 from transforms.store_clients import AZURE_CONNECTION_STRING_ENV, gcs_emulator_host
 
 LOG = logging.getLogger(__name__)
 PARTITION_COLUMNS = ("dt", "hour", "region")
-# Columns every aggregate row has; any other column of a file is a dimension.
-FIXED_COLUMNS = frozenset({"window_start", "window_end", "pane", "pane_index", *(name for name, _ in METRIC_FIELDS)})
 DOUBLE_FIELDS = tuple(name for name, kind in METRIC_FIELDS if kind == "double")
 # jsonl holds non-finite doubles as these strings (transforms/formats.py): JSON has no literal for them.
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -107,41 +106,31 @@ def filesystem(sink: SinkSpec, options: PipelineOptions) -> tuple[Any, str]:
     if connection_string:
         fs = adlfs.AzureBlobFileSystem(connection_string=connection_string, skip_instance_cache=True)
     else:
-        endpoint = options.view_as(AzureOptions).blob_service_endpoint
+        from azure.identity.aio import DefaultAzureCredential
+
+        azure = options.view_as(AzureOptions)
+        endpoint = azure.blob_service_endpoint
         host = endpoint.split("://", 1)[-1].split("/", 1)[0] if endpoint else None
-        fs = adlfs.AzureBlobFileSystem(account_name=account, account_host=host, anon=False, skip_instance_cache=True)
+        # Azure AD, as Beam's BlobStorageIO does without a connection string (a user-assigned
+        # managed identity when its client id is given).
+        credential = DefaultAzureCredential(managed_identity_client_id=azure.azure_managed_identity_client_id)
+        fs = adlfs.AzureBlobFileSystem(
+            account_name=account, account_host=host, credential=credential, skip_instance_cache=True
+        )
     return fs, path
 
 
-def _partition_values(relative: str) -> dict[str, str] | None:
-    """Raw `name=value` segments of a path below the root, or None when the file is not part of the
-    table (a `_`/`.` name, a directory that is no partition, a file of another format)."""
-    *directories, name = relative.split("/")
-    if any(part.startswith(("_", ".")) for part in (*directories, name)):
-        return None
-    if not name.endswith(tuple(f".{ext}" for ext in EXTENSIONS.values())):
-        return None
-    values = {}
-    for directory in directories:
-        key, sep, value = directory.partition("=")
-        if not sep or not key:
-            return None
-        values[key] = value
-    # Every aggregate file lies under dt=/hour=; a file above them (a partition given as the root,
-    # dead letters given as the root) is not one.
-    return values if {"dt", "hour"} <= values.keys() else None
-
-
 def list_files(fs: Any, root: str) -> Listing:  # noqa: ANN401 - an fsspec filesystem
-    """Every table file under `root` with its raw partition values (one listing call on object stores)."""
+    """Every table file under `root` with its raw partition values (one listing call on object
+    stores), chosen by the rule every reader of the table follows (transforms/compaction.partitions)."""
     listing = Listing(root)
     prefix = root.rstrip("/") + "/"
-    for path in sorted(fs.find(root, withdirs=False)):
-        values = _partition_values(path[len(prefix) :]) if path.startswith(prefix) else None
-        if values is None:
-            listing.skipped += 1
-        else:
-            listing.files.append((path, values))
+    found = fs.find(root, withdirs=False, detail=True)
+    sizes = {path[len(prefix) :]: info.get("size") or 0 for path, info in found.items() if path.startswith(prefix)}
+    for directory, partition in sorted(partitions(sizes).items()):
+        values = dict(segment.split("=", 1) for segment in directory.split("/"))
+        listing.files += [(f"{prefix}{directory}/{name}", values) for name in sorted(partition.files)]
+    listing.skipped = len(found) - len(listing.files)
     return listing
 
 
@@ -181,10 +170,10 @@ def read_file(path: str, data: bytes) -> pa.Table | None:
             f"{path} is not a readable aggregate file ({type(err).__name__}: {err}); move it out of the table "
             "root, or into a directory whose name starts with _ so that it is passed over."
         ) from None
-    missing = FIXED_COLUMNS - set(table.column_names) if table is not None else set()
+    missing = [c for c in FIXED_COLUMNS if table is not None and c not in table.column_names]
     if missing:
         raise QueryError(
-            f"{path} is not an aggregate file: it has no {', '.join(sorted(missing))} column; move it out of the "
+            f"{path} is not an aggregate file: it has no {', '.join(missing)} column; move it out of the "
             "table root, or into a directory whose name starts with _ so that it is passed over."
         )
     return table
