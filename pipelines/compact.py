@@ -260,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "output_uri",
         metavar="OUTPUT_URI",
-        help="The --output of a pipeline run: a directory or file:///dir, s3://bucket/prefix, gs://bucket/prefix "
-        "or azfs://account/container/prefix.",
+        help="The table to compact: the --output of a pipeline run (its root, not a partition), as a directory, "
+        "file:///dir, s3://bucket/prefix, gs://bucket/prefix or azfs://account/container/prefix.",
     )
     parser.add_argument(
         "--older_than",
