@@ -1,19 +1,20 @@
-"""Freshness of the streaming pipeline on the local DirectRunner, and its bounded Kinesis read rate.
+"""Freshness of the streaming pipeline through the product CLI, and its bounded Kinesis read rate.
 
-    python -m benchmarks.freshness [--rates 1000,5000,10000] [--duration 25] [--skip-bounded]
+    python -m benchmarks.freshness [--runner PrismRunner] [--rates 1000,5000] [--duration 25] [--skip-bounded]
 
-For each offered rate: a fresh kinesalite stream, the pipeline reading it on Beam's streaming
-DirectRunner with processing-time early panes (benchmarks.freshness_pipeline), and a producer
-that puts events at that rate with the wall-clock send time inside. The measured phase starts
-only once a probe event has come out in a pane (pipeline start-up excluded). Latencies come from
-pane counts and the pane files' write times (benchmarks.freshness_stats).
+For each offered rate: a fresh kinesalite stream, `python -m pipelines.run --runner PrismRunner
+--streaming --early_firing 0.5` reading it (the CLI exactly as a user runs it, on Beam's portable
+local runner, which fires processing-time panes while the read goes on), and a producer that puts
+events at that rate with the wall-clock send time inside. The measured phase starts only once a
+probe event has come out in a pane (pipeline start-up excluded). Latencies come from pane counts
+and the pane files' write times (benchmarks.freshness_stats). The run ends with Ctrl-C (SIGINT),
+as a user stops it: the reads end and every open window is written.
 
-Then "streaming DirectRunner, bounded Kinesis read": a pre-loaded stream read with
-`python -m pipelines.run --streaming --kinesis_read_to_latest`, beside a raw GetRecords loop
-over the same stream (the emulator's ceiling).
+Then "bounded Kinesis read": a pre-loaded stream read with `python -m pipelines.run --streaming
+--kinesis_read_to_latest` on the DirectRunner, beside a raw GetRecords loop over the same stream
+(the emulator's ceiling).
 
-Without the Kinesis reader or kinesalite (node + `npm ci`), it says why and stops: the synthetic
-source is a bounded Create on this runner, so it yields all output at the end and no freshness.
+Without the Kinesis reader or kinesalite (node + `npm ci`), it says why and stops.
 """
 
 from __future__ import annotations
@@ -55,10 +56,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REGION = "us-east-1"
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """End the pipeline process group we started (an unbounded read never ends on its own)."""
+def _stop(proc: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """Ctrl-C the pipeline (its reads end and it writes every open window), then end its process
+    group if it has not finished within `grace_s`."""
     if proc.poll() is not None:
         return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=grace_s)
+        return
+    except subprocess.TimeoutExpired:
+        pass
     for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
@@ -69,6 +77,19 @@ def _stop(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def runner_args(args: argparse.Namespace) -> list[str]:
+    """--runner (and --prism_location) of the measured pipeline, plus a one-second file roll where
+    the CLI gathers panes into rolls (a longer roll delays every pane by up to its length)."""
+    from pipelines.run import _help_parser
+
+    flags = ["--runner", args.runner]
+    if args.prism_location:
+        flags += ["--prism_location", args.prism_location]
+    if "--file_roll" in _help_parser()._option_string_actions:
+        flags += ["--file_roll", "1"]
+    return flags
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -124,14 +145,13 @@ def run_rate(service: Any, rate: int, args: argparse.Namespace, work: Path) -> d
     output = work / stream
     log_path = work / f"{stream}.log"
     command = [
-        sys.executable, "-m", "benchmarks.freshness_pipeline",
-        "--sdf_checkpoint_s", str(args.read_slice),
-        "--streaming", "--early_firing", str(args.early_firing), "--window", f"fixed:{args.window}",
+        sys.executable, "-m", "pipelines.run", *runner_args(args),
+        "--streaming", "--early_firing", f"{args.early_firing:g}", "--window", f"fixed:{args.window}",
         "--allowed_lateness", str(args.allowed_lateness),
         "--source", f"kinesis://{stream}?region={REGION}",
         "--kinesis_endpoint_url", service.endpoint_url,
         "--kinesis_start_position", "TRIM_HORIZON", "--kinesis_poll_interval", "0.2",
-        "--output", str(output),
+        "--output", str(output), "--dead_letter", str(work / f"{stream}_dead_letter"),
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -273,11 +293,10 @@ def _fmt(value: Any) -> str:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"\nFreshness, streaming DirectRunner + Kinesis reader on kinesalite ({results['machine']}, shared machine)")
+    print(f"\nFreshness, {results['runner']} + Kinesis reader on kinesalite ({results['machine']}, shared machine)")
     settings = results["settings"]
     print(
         f"early panes every {settings['early_firing_s']} s, allowed lateness {settings.get('allowed_lateness_s')} s,"
-        f" read slice {settings['read_slice_s']} s,"
         f" {settings['shards']} shard(s), {settings['duration_s']:.0f} s per rate"
     )
     header = (
@@ -315,7 +334,7 @@ def print_table(results: dict[str, Any]) -> None:
     bounded = results.get("bounded_read")
     if bounded:
         print(
-            f"\nStreaming DirectRunner, bounded Kinesis read "
+            f"\nDirectRunner, bounded Kinesis read "
             f"({bounded['events']:,} events, {bounded['shards']} shards):"
             f" {bounded['events_per_s_wall']:,} events/s end to end ({bounded['wall_s']} s),"
             f" {_fmt(bounded['events_per_s_after_startup'])} events/s after the {bounded['startup_s']} s start-up;"
@@ -328,7 +347,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.freshness", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--rates", default="1000,5000,10000", help="Offered events/s, comma-separated. Default: %(default)s"
+        "--runner",
+        default="PrismRunner",
+        help="--runner of the measured pipeline: one that fires processing-time panes during an unbounded "
+        "read (the local DirectRunner does not). Default: %(default)s",
+    )
+    parser.add_argument(
+        "--prism-location",
+        default=None,
+        help="--prism_location of the pipeline: a prism binary (default: the one `make install` put in "
+        ".cache/runners/bin).",
+    )
+    parser.add_argument(
+        "--rates", default="1000,5000", help="Offered events/s, comma-separated. Default: %(default)s"
     )
     parser.add_argument(
         "--duration", type=float, default=25.0, help="Seconds of production per rate. Default: %(default)s"
@@ -341,26 +372,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--early-firing",
-        type=int,
-        default=1,
-        help="--early_firing of the pipeline: seconds between early panes (whole seconds). Default: %(default)s",
-    )
-    parser.add_argument(
-        "--read-slice",
         type=float,
-        default=0.05,
-        help="Seconds a shard read runs before it checkpoints and commits its output. Below 0.2 (the "
-        "5 GetRecords/s a shard allows) every call reads one page and returns. Beam's own SDF "
-        "checkpoint interval on this runner is 1 s. Default: %(default)s",
+        default=0.5,
+        help="--early_firing of the pipeline: seconds between early panes (fractions on PrismRunner). "
+        "Default: %(default)s",
     )
     parser.add_argument("--window", type=int, default=60, help="Fixed window size, seconds. Default: %(default)s")
     parser.add_argument(
         "--allowed-lateness",
         type=float,
         default=60.0,
-        help="--allowed_lateness of the pipeline. On this runner a processing-time firing passes the wall "
-        "clock as the watermark to the trigger, which closes a window about when the clock passes its end and "
-        "drops the events still in flight for it; lateness keeps them (as LATE panes). Default: %(default)s",
+        help="--allowed_lateness of the pipeline: the watermark follows arrival times, which run a little "
+        "ahead of the events' own send times; lateness keeps the events still in flight for a closed "
+        "window (as LATE panes). Default: %(default)s",
     )
     parser.add_argument("--keys", type=int, default=50, help="Keys per region (3 regions). Default: %(default)s")
     parser.add_argument(
@@ -394,8 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         rates = [int(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
         parser.error(f"--rates {args.rates!r}: give whole numbers of events/s, e.g. 1000,5000")
-    if any(r <= 0 for r in rates) or args.duration <= 0 or args.read_slice <= 0 or args.early_firing <= 0:
-        parser.error("rates, --duration, --read-slice and --early-firing must be positive")
+    if any(r <= 0 for r in rates) or args.duration <= 0 or args.early_firing <= 0:
+        parser.error("rates, --duration and --early-firing must be positive")
 
     reason = kinesis_unavailable_reason()
     if reason:
@@ -404,11 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "runner": "BundleBasedDirectRunner (streaming), via benchmarks.freshness_pipeline",
+        "runner": f"{args.runner} through python -m pipelines.run",
         "settings": {
             "allowed_lateness_s": args.allowed_lateness,
             "early_firing_s": args.early_firing,
-            "read_slice_s": args.read_slice,
             "shards": args.shards,
             "duration_s": args.duration,
             "window_s": args.window,

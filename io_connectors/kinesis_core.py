@@ -254,6 +254,9 @@ class KinesisReadConfig(StreamReadSettings):
     records_per_call: int = GET_RECORDS_LIMIT
     spare_readers: int = 4  # a bounded read's readers for shards created after its one listing
     idle_after_s: float = 2.0
+    # A runner commits (and passes downstream) what a call emitted only when the call returns:
+    # one second keeps streaming output fresh (Prism) at the cost of a checkpoint per second.
+    max_call_s: float = 1.0
 
     def problems(self) -> list[str]:
         """Readable problems with the settings (empty when all is well)."""

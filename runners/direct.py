@@ -136,9 +136,9 @@ def local_runner(options: PipelineOptions, early_firing: bool, source_scheme: st
         return None
     if source_scheme not in ("synthetic", "file"):
         raise ProfileError(
-            f"--early_firing with a {source_scheme}:// source needs a streaming runner (FlinkRunner, "
-            "DataflowRunner): the local runner cannot fire processing-time triggers during a stream read; "
-            "drop --early_firing locally or use synthetic:// or file:// input."
+            f"--early_firing with a {source_scheme}:// source needs a runner that fires processing-time "
+            "triggers during a stream read: locally --runner PrismRunner (see docs/runners.md, Local streaming), "
+            "or FlinkRunner, DataflowRunner; or drop --early_firing on the DirectRunner."
         )
     from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
