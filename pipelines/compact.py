@@ -32,6 +32,7 @@ from io_connectors.uri import UriError, parse_sink, redact_text, redact_uri
 from pipelines.compact_store import StoreError, TableStore
 from pipelines.options import ConfigError
 from pipelines.sink_options import check_sink_options
+from pipelines.table_cli import OUTPUT_FORMS, table_parser
 from transforms.compaction import PLAN_NAME, CompactionError, Partition, Plan, Rows, format_of, partitions
 from transforms.formats import MIME_TYPES
 from transforms.sinks import SinkWriteError
@@ -251,17 +252,10 @@ def _say(stream: TextIO | None, line: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.compact",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "output_uri",
-        metavar="OUTPUT_URI",
-        help="The table to compact: the --output of a pipeline run (its root, not a partition), as a directory, "
-        "file:///dir, s3://bucket/prefix, gs://bucket/prefix or azfs://account/container/prefix.",
+    parser = table_parser(
+        "python -m pipelines.compact", DESCRIPTION, EPILOG,
+        "The table to compact: the --output of a pipeline run (its root, not a partition), as "
+        f"{OUTPUT_FORMS}.",
     )
     parser.add_argument(
         "--older_than",

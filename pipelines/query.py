@@ -26,6 +26,7 @@ from pipelines.options import ConfigError
 from pipelines.query_plot import METRICS, check_plot_args, plot_metric
 from pipelines.query_sources import INSTALL_HINT, QueryError, load_aggregates
 from pipelines.sink_options import check_sink_options
+from pipelines.table_cli import OUTPUT_FORMS, table_parser
 from transforms.formats import non_finite_text
 
 FORMATS = ("table", "csv", "json")
@@ -52,18 +53,8 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.query",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "output_uri",
-        metavar="OUTPUT_URI",
-        help="The --output of a pipeline run: a directory or file:///dir, s3://bucket/prefix, gs://bucket/prefix "
-        "or azfs://account/container/prefix.",
-    )
+    parser = table_parser("python -m pipelines.query", DESCRIPTION, EPILOG,
+                          f"The --output of a pipeline run: {OUTPUT_FORMS}.")
     parser.add_argument(
         "sql",
         metavar="SQL",

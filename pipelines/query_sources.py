@@ -200,6 +200,20 @@ def _fetch(fs: Any, paths: list[str]) -> dict[str, bytes]:  # noqa: ANN401 - an 
     return data
 
 
+def _list_and_fetch(fs: Any, root: str) -> tuple[Listing, dict[str, bytes]]:  # noqa: ANN401 - an fsspec filesystem
+    """The listing and every listed file's bytes. A file deleted between the listing and its read
+    (a compaction that merged it meanwhile) makes one fresh listing: the merged file is complete
+    before the originals go, so the second listing reads every group once."""
+    listing = list_files(fs, root)
+    try:
+        return listing, _fetch(fs, [path for path, _ in listing.files])
+    except FileNotFoundError:
+        LOG.info("a file vanished while reading %s (compacted meanwhile?); listing again", root)
+        fs.invalidate_cache()
+        listing = list_files(fs, root)
+        return listing, _fetch(fs, [path for path, _ in listing.files])
+
+
 def load_aggregates(uri: str, options: PipelineOptions) -> tuple[pa.Table, list[str]]:
     """(every aggregate row under `uri` with dt/hour/region columns, the dimension columns)."""
     try:
@@ -209,8 +223,7 @@ def load_aggregates(uri: str, options: PipelineOptions) -> tuple[pa.Table, list[
     shown = redact_uri(uri)
     fs, root = filesystem(sink, options)
     try:
-        listing = list_files(fs, root)
-        data = _fetch(fs, [path for path, _ in listing.files])
+        listing, data = _list_and_fetch(fs, root)
     except (OSError, ValueError) as err:
         raise QueryError(
             f"cannot read {shown}: {type(err).__name__}: {err}. Check that the bucket or directory exists and "
