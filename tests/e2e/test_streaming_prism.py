@@ -243,3 +243,23 @@ def test_pubsub_streams_panes_and_acknowledges_what_was_written(pubsub_service, 
     # Everything written was acknowledged: nothing is delivered again.
     response = subscriber.pull(subscription=sub, max_messages=100, timeout=10, return_immediately=True)
     assert list(response.received_messages) == []
+
+
+def test_fractional_early_firing_is_refused_where_the_runner_counts_whole_seconds(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", "--source", "synthetic://?events=10", "--early_firing", "0.5",
+         "--output", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--early_firing 0.5: fractions of a second need --runner PrismRunner" in done.stderr
+
+
+def test_early_firing_trigger_keeps_milliseconds_and_names_its_late_trigger():
+    from apache_beam.runners.pipeline_context import PipelineContext
+
+    from transforms.windowing import build_trigger
+
+    proto = build_trigger(0.25, 0).to_runner_api(PipelineContext()).after_end_of_window
+    assert proto.early_firings.after_processing_time.timestamp_transforms[0].delay.delay_millis == 250
+    # Without an explicit late trigger Prism falls back to one that fires after the window's end.
+    assert proto.late_firings.element_count.element_count == 1
