@@ -191,6 +191,7 @@ EXTRA_OPTION_MODULES = (
     "pipelines.adapters.eventhubs_options",
     "pipelines.adapters.pubsub_options",
     "pipelines.sink_options",
+    "pipelines.progress",
 )
 
 

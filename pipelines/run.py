@@ -16,14 +16,17 @@ from typing import Any, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from io_connectors.after_run import AfterRun, run_and_commit
+from io_connectors.metrics import LIVE
 from io_connectors.read_core import resume_reading, stop_reading
 from io_connectors.uri import UriError, redact_text, redact_uri
 from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
+from pipelines.metrics_server import MetricsServer, MetricsServerError
 from pipelines.options import add_all_arguments
+from pipelines.progress import OperationsOptions, Progress
 from runners import ProfileError, apply_profile, runner_key
 from runners.direct import local_runner
 from transforms.sinks import NAMESPACE
@@ -131,15 +134,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Connectors check their options where the graph is built; that is still before any work.
         after_run = AfterRun()
         build_pipeline(pipeline, config, after_run)
-    except (ConfigError, ProfileError, UriError) as err:
+        LIVE.reset()
+        server, progress = live_views(options)
+    except (ConfigError, ProfileError, UriError, MetricsServerError) as err:
         print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     print(reading_line(config), file=sys.stderr)
+    if server:
+        print(f"metrics: {server.url}", file=sys.stderr)
     started = time.monotonic()
     stop = StopOnInterrupt() if runner_key(options) in LOCAL_RUNNERS else None
     try:
         if stop:
             stop.install()
+        if progress:
+            progress.start()
         # Positions and held acknowledgements are committed only once the run has succeeded.
         result = pipeline.run()
         if stop:
@@ -152,12 +161,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if stop:
             stop.uninstall()
+        if progress:
+            progress.stop()  # clears the line before the summary
+        if server:
+            server.stop()
     print(summarize(result, config, time.monotonic() - started))
     return 0
 
 
 # Runners whose stream readers run in this process, so that Ctrl-C can ask them to finish.
 LOCAL_RUNNERS = ("direct", "prism")
+
+
+def live_views(options: PipelineOptions) -> tuple[MetricsServer | None, Progress | None]:
+    """The metrics endpoint (started: a port in use fails here, before the run) and the progress line
+    (not yet started) of a local run whose workers count into LIVE in this process; raises
+    MetricsServerError for --metrics_port where this process cannot see the metrics."""
+    ops = options.view_as(OperationsOptions)
+    key = runner_key(options)
+    # Multi-process DirectRunner workers count in their own processes; Beam reports them only at the end.
+    separate = key == "direct" and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    in_process = key in LOCAL_RUNNERS and not separate
+    server = None
+    if ops.metrics_port is not None:
+        if not in_process:
+            raise MetricsServerError(
+                "--metrics_port serves the metrics of a run whose workers run in this process: DirectRunner "
+                "(not --direct_running_mode=multi_processing) or PrismRunner. Elsewhere the runner exports them "
+                "(Flink's Prometheus reporter, Dataflow's Cloud Monitoring): see docs/operations.md."
+            )
+        server = MetricsServer(ops.metrics_port)
+        server.start()
+    progress = Progress(sys.stderr) if ops.progress == "on" and in_process else None
+    return server, progress
 
 
 class StopOnInterrupt:

@@ -14,7 +14,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from io_connectors.metrics import NAMESPACE
+from io_connectors.metrics import DEAD_LETTERS, NAMESPACE, RECORDS_READ, Counter
 from io_connectors.records import TRUNCATED_FILE, UNREADABLE_BLOCK, UNREADABLE_TAIL, RawBatch, ReadFailure
 from transforms.aggregate import WindowSharder, preaggregate_sessions
 from transforms.columnar import ColumnarDecoder, preaggregate_table, table_of
@@ -57,9 +57,10 @@ class DecodeAndPreAggregate(beam.DoFn):
         self._window = window
         self._window_shards = window_shards
         self._timestamped = timestamped
-        self._records = Metrics.counter(NAMESPACE, "records_read")
-        self._events = Metrics.counter(NAMESPACE, "events_decoded")
-        self._dead = Metrics.counter(NAMESPACE, "dead_letters")
+        # Also counted into LIVE: the live progress line and --metrics_port read them during the run.
+        self._records = Counter(RECORDS_READ)
+        self._events = Counter("events_decoded")
+        self._dead = Counter(DEAD_LETTERS)
         self._unreadable = {kind: Metrics.counter(NAMESPACE, name) for kind, name in UNREADABLE_COUNTERS.items()}
         self._records_unreadable = Metrics.counter(NAMESPACE, RECORDS_UNREADABLE)
         self._uncounted = Metrics.counter(NAMESPACE, UNREADABLE_UNCOUNTED)

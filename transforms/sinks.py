@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from io_connectors.metrics import NAMESPACE
+from io_connectors.metrics import FILES_WRITTEN, NAMESPACE, Counter
 from transforms.formats import EXTENSIONS, MIME_TYPES, encode
 from transforms.partition_paths import OutputRoot, partition_segment
 from transforms.store_clients import gcs_storage_client, s3_store_client
@@ -152,8 +152,8 @@ class AggregateFileWriter:
         self._dims = tuple(dimensions)
         # Time first, so that Parquet row-group statistics on window_start prune well.
         self._order = itemgetter("window_start", "window_end", *self._dims, "pane_index")
-        self._records = Metrics.counter(NAMESPACE, "aggregates_written")
-        self._files = Metrics.counter(NAMESPACE, "files_written")
+        self._records = Counter("aggregates_written")
+        self._files = Counter(FILES_WRITTEN)
 
     def setup(self) -> None:
         self._write = guarded(self._base, object_writer(_scheme(self._base)))
