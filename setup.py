@@ -26,6 +26,8 @@ setup(
         "orjson>=3.10",
         "pyarrow>=14",
         "datasketches>=5.0",
+        # --metrics_port: a local run's metrics in Prometheus text format.
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "aws": [f"apache-beam[aws]=={BEAM_VERSION}", "boto3>=1.34", "s3fs>=2024.6"],
