@@ -41,16 +41,18 @@ from io_connectors.after_run import AfterRun
 from io_connectors.eventhubs_client import (
     EventHubsError,
     EventHubsTarget,
+    NewestTimes,
     client_config,
     explain,
     list_partitions,
     parse_target,
     start_offsets,
 )
-from io_connectors.eventhubs_restriction import OFFSET_INFINITY, PartitionTracker, remaining_size
+from io_connectors.eventhubs_restriction import OFFSET_INFINITY, PartitionEnd, PartitionTracker, remaining_size
 from io_connectors.read_core import (
     Clock,
     IdleWatermarkEstimator,
+    SourceMetrics,
     StreamReadFn,
     StreamReadSettings,
     claim_within_budget,
@@ -261,8 +263,8 @@ class _ReadPartition(StreamReadFn):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_consumer", None)
-        state.pop("_budget", None)
+        for worker_only in ("_consumer", "_budget", "_metrics", "_newest"):
+            state.pop(worker_only, None)
         state.update(_sizer=None, _ends={})
         return state
 
@@ -304,11 +306,17 @@ class _ReadPartition(StreamReadFn):
 
         super().setup()
         self._consumer = Consumer(_consumer_config(self._target))
+        self._metrics = SourceMetrics(self._clock)
+        self._newest = NewestTimes(lambda: Consumer({**_consumer_config(self._target), "fetch.wait.max.ms": 10}),
+                                   self._target.hub)
 
     def teardown(self) -> None:
         consumer = getattr(self, "_consumer", None)
         if consumer is not None:
             consumer.close()
+        newest = getattr(self, "_newest", None)
+        if newest is not None:
+            newest.close()
 
     def _partitions(self) -> frozenset[int] | None:
         """Current partition ids (cached per process), or None when they cannot be listed now."""
@@ -405,6 +413,8 @@ class _ReadPartition(StreamReadFn):
                         if batch is not None:
                             yield TimestampedValue(batch, Timestamp(micros=min(batch.timestamps_ms) * 1000))
                             estimator.observe(max(batch.timestamps_ms))
+                        self._metrics.claimed(len(claimed), sum(map(len, batch.values)) if batch else 0)
+                        self._report(ref.partition, next_offset, claimed[-1].timestamp()[1], tracker, estimator)
                         if settings.commit_offsets:
                             committed.append(next_offset)
                     if len(claimed) < len(records):
@@ -412,6 +422,7 @@ class _ReadPartition(StreamReadFn):
                             _finish(tracker)
                         return  # else the range ended at a split point: the tracker is done
                 if caught_up:
+                    self._report(ref.partition, next_offset, None, tracker, estimator)
                     if settings.read_to_latest:
                         _finish(tracker)
                         return
@@ -426,6 +437,27 @@ class _ReadPartition(StreamReadFn):
                     return
         finally:
             self._consumer.unassign()
+
+    def _report(self, partition: int, next_offset: int, last_read_ms: int | None, tracker: PartitionTracker,
+                estimator: IdleWatermarkEstimator) -> None:
+        """The partition's lag metrics and the tracker's backlog, from the end offset of the last
+        fetch response (librdkafka keeps it: no request). Once per fetched batch, not per record."""
+        from confluent_kafka import TopicPartition
+
+        split = f"{self._target.hub}/{partition}"
+        self._metrics.watermark(split, estimator)
+        end = self._consumer.get_watermark_offsets(TopicPartition(self._target.hub, partition), cached=True)[1]
+        if end is None or end < 0:
+            return  # no fetch answered yet: unknown
+        tracker.try_claim(PartitionEnd(end))
+        backlog = max(end - next_offset, 0)
+        self._metrics.backlog(split, backlog)
+        if not backlog:
+            self._metrics.lag(split, 0)
+            return
+        newest_ms = self._newest.newest_ms(partition, end) if last_read_ms is not None else None
+        if newest_ms is not None and last_read_ms is not None:
+            self._metrics.lag(split, newest_ms - last_read_ms)
 
     def _rewound(self, partition: int, expected: int, got: int) -> EventHubsError:
         store = self._settings.position_store

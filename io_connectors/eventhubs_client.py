@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -233,10 +234,52 @@ def start_offsets(consumer: Any, target: EventHubsTarget, partitions: list[int],
     raise UriError(f"Unknown start position {position!r}; use earliest, latest, timestamp or committed.")
 
 
+class NewestTimes:
+    """The enqueued time of each partition's newest record (the one before its end offset), for
+    source_lag_ms. One small fetch on a consumer of its own, at most every `refresh_s` while a
+    partition's end moves on (the lag under-reports by up to that much); none while it stays."""
+
+    def __init__(self, make_consumer: Callable[[], Any], hub: str, refresh_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._make_consumer = make_consumer
+        self._hub = hub
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._consumer: Any = None
+        self._seen: dict[int, tuple[int, int | None, float]] = {}  # partition -> (end, time, read at)
+
+    def newest_ms(self, partition: int, end: int) -> int | None:
+        """Epoch millis of the record at offset `end - 1`; None when it cannot be read now (advisory)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        seen = self._seen.get(partition)
+        if seen and (seen[0] == end or self._clock() - seen[2] < self._refresh_s):
+            return seen[1]
+        newest: int | None = None
+        try:
+            if self._consumer is None:
+                self._consumer = self._make_consumer()
+            self._consumer.assign([TopicPartition(self._hub, partition, end - 1)])
+            for message in self._consumer.consume(1, timeout=1.0):
+                if message.error() is None and message.timestamp()[1] > 0:
+                    newest = message.timestamp()[1]
+            self._consumer.unassign()
+        except KafkaException as err:
+            LOG.debug("Partition %d: the newest record's time was not read (%s)", partition, err)
+        self._seen[partition] = (end, newest, self._clock())
+        return newest
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 __all__ = [
     "DEFAULT_CONSUMER_GROUP",
     "EventHubsError",
     "EventHubsTarget",
+    "NewestTimes",
     "client_config",
     "explain",
     "explain_exception",

@@ -18,6 +18,7 @@ NAMESPACE = "analytics"
 
 # The vocabulary (docs/operations.md has the table): the same names on every source.
 RECORDS_READ = "records_read"
+SOURCE_RECORDS_READ = "source_records_read"  # records the stream readers claimed (records_read is the decoder's)
 BYTES_READ = "bytes_read"
 DEAD_LETTERS = "dead_letters"
 FILES_WRITTEN = "files_written"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 import apache_beam as beam
+from apache_beam.io.iobase import RestrictionProgress
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 from google.api_core import exceptions as gexc
@@ -29,9 +29,9 @@ from google.cloud import pubsub_v1
 
 from io_connectors import read_core
 from io_connectors.after_run import AfterRun
-from io_connectors.metrics import NAMESPACE
-from io_connectors.pubsub_leases import HeldAcks, LeaseKeeper, RecentIds
-from io_connectors.read_core import Clock, IdleWatermarkEstimator
+from io_connectors.metrics import Counter
+from io_connectors.pubsub_leases import HeldAcks, LeaseKeeper, OldestUnacked, RecentIds
+from io_connectors.read_core import Clock, IdleWatermarkEstimator, SourceMetrics
 from io_connectors.records import RawBatch
 from io_connectors.timestamps import DecodeError, parse_event_time
 from io_connectors.uri import SourceSpec, UriError, redact_uri
@@ -164,6 +164,27 @@ def _default_subscriber() -> Any:
     return pubsub_v1.SubscriberClient()
 
 
+class PullTracker(OffsetRestrictionTracker):
+    """The reader's tracker over record counts. Pub/Sub's pull API tells no backlog, so the work it
+    reports remaining is the record budget still open (`max_records`), or 1.0 without one: unknown,
+    not none (the subscription's backlog is Cloud Monitoring's num_undelivered_messages)."""
+
+    def __init__(self, restriction: OffsetRange, max_records: int | None = None) -> None:
+        super().__init__(restriction)
+        self._max_records = max_records
+
+    def current_progress(self) -> RestrictionProgress:
+        start, stop = self._range.start, self._range.stop
+        next_position = start if self._current_position is None else self._current_position + 1
+        if self._last_claim_attempt is not None and self._last_claim_attempt >= stop - 1:
+            remaining = 0.0  # the read is over
+        elif self._max_records is not None:
+            remaining = float(max(self._max_records - next_position, 0))
+        else:
+            remaining = 1.0
+        return RestrictionProgress(completed=float(next_position - start), remaining=remaining)
+
+
 class _PullFn(read_core.StreamReadFn):
     """Splittable reader of one subscription: element = the subscription, restriction = the range
     of record counts (offset n is the n-th record emitted). Each pull becomes one RawBatch; acks
@@ -180,16 +201,16 @@ class _PullFn(read_core.StreamReadFn):
         self._settings: ReadSettings = settings
         self._after_run = after_run  # holds the acks of ack_after_run reads
         self._client_factory = client_factory
-        self._pulled = Metrics.counter(NAMESPACE, "pubsub_messages_pulled")
-        self._duplicates = Metrics.counter(NAMESPACE, "pubsub_duplicates_dropped")
-        self._acked = Metrics.counter(NAMESPACE, "pubsub_messages_acked")
+        self._pulled = Counter("pubsub_messages_pulled")
+        self._duplicates = Counter("pubsub_duplicates_dropped")
+        self._acked = Counter("pubsub_messages_acked")
 
     # ---- RestrictionProvider
     def initial_restriction(self, subscription: str) -> OffsetRange:
         return OffsetRange(0, _UNBOUNDED)
 
-    def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
-        return OffsetRestrictionTracker(restriction)
+    def create_tracker(self, restriction: OffsetRange) -> PullTracker:
+        return PullTracker(restriction, self._settings.max_records)
 
     def restriction_size(self, subscription: str, restriction: OffsetRange) -> int:
         # What the read may still emit: Pub/Sub's own backlog is not known here.
@@ -203,6 +224,10 @@ class _PullFn(read_core.StreamReadFn):
         self._client = self._client_factory()
         self._leases = LeaseKeeper(self._client, s.subscription, s.ack_deadline_s, s.max_lease_s, self._clock)
         self._committed = RecentIds()
+        # source_lag_ms: the age of the oldest message pulled and not yet acknowledged (finalized);
+        # Pub/Sub tells no backlog in records, so source_backlog_records is not reported.
+        self._metrics = SourceMetrics(self._clock)
+        self._unacked = OldestUnacked(s.max_lease_s, self._clock)
 
     def teardown(self) -> None:
         self._leases.close()
@@ -230,6 +255,8 @@ class _PullFn(read_core.StreamReadFn):
 
         finalizer.register(lambda: self._finalize(pending))
         while True:
+            self._metrics.lag(s.subscription, self._unacked.age_ms())
+            self._metrics.watermark(s.subscription, watermark)
             reason = self._stop_reason(watermark)
             if reason:
                 LOG.info("Pub/Sub read of %s stops: %s", s.subscription, reason)
@@ -301,10 +328,14 @@ class _PullFn(read_core.StreamReadFn):
             positions=[m.message_id for m in messages],
             arrival_ms=[_publish_ms(m) for m in messages],
         )
+        self._unacked.pulled(id(pending), min(batch.arrival_ms))
+        self._metrics.claimed(len(claimed), sum(map(len, batch.records)))
         return TimestampedValue(batch, Timestamp(micros=min(times) * 1000))
 
     def _finalize(self, pending: dict[str, str]) -> None:
         """Runs when the runner has committed this bundle's output: only now acknowledge."""
+        self._unacked.acknowledged(id(pending))
+        self._metrics.lag(self._settings.subscription, self._unacked.age_ms())
         if not pending:
             return
         self._acknowledge(list(pending.values()))

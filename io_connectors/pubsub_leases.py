@@ -132,6 +132,40 @@ class LeaseKeeper:
         self._stop.set()
 
 
+class OldestUnacked:
+    """The publish time of the oldest message pulled and not yet acknowledged, per bundle, for
+    source_lag_ms. A bundle counts as acknowledged when the runner finalizes it (ack_after_run
+    reads are done with their messages then too); one never finalized is forgotten after
+    `max_lease_s`, when its leases lapse and Pub/Sub delivers its messages again."""
+
+    def __init__(self, max_lease_s: float, clock: Clock = time.time) -> None:
+        self._max_lease_s = max_lease_s
+        self._clock = clock
+        self._bundles: dict[int, tuple[int, float]] = {}  # bundle -> (oldest publish ms, first pulled at)
+        self._lock = threading.Lock()  # finalization may run on another thread than process()
+
+    def pulled(self, bundle: int, oldest_publish_ms: int) -> None:
+        with self._lock:
+            known = self._bundles.get(bundle)
+            if known is None:
+                self._bundles[bundle] = (oldest_publish_ms, self._clock())
+            elif oldest_publish_ms < known[0]:
+                self._bundles[bundle] = (oldest_publish_ms, known[1])
+
+    def acknowledged(self, bundle: int) -> None:
+        with self._lock:
+            self._bundles.pop(bundle, None)
+
+    def age_ms(self) -> float:
+        """Now minus the oldest unacknowledged publish time; 0 when every pulled message is acknowledged."""
+        now = self._clock()
+        with self._lock:
+            for bundle in [b for b, (_, since) in self._bundles.items() if now - since > self._max_lease_s]:
+                del self._bundles[bundle]
+            oldest = min((publish_ms for publish_ms, _ in self._bundles.values()), default=None)
+        return 0.0 if oldest is None else max(now * 1000 - oldest, 0.0)
+
+
 def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
     items = list(items)
     for start in range(0, len(items), _ACK_CHUNK):

@@ -1,5 +1,6 @@
 """What the three stream readers (Kinesis, Event Hubs, Pub/Sub) share: bounds, a record budget,
-an idle-aware watermark, the claim loop, and one way to declare a read unbounded.
+an idle-aware watermark, the claim loop, the metrics they report, and one way to declare a read
+unbounded.
 
 Each connector keeps only what is its own: how it fetches, what a position is, what a batch
 holds. Pure logic with injectable clocks: unit-tested without a runner or a server.
@@ -17,6 +18,16 @@ import apache_beam as beam
 from apache_beam.io.iobase import WatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+
+from io_connectors.metrics import (
+    BYTES_READ,
+    SOURCE_BACKLOG_RECORDS,
+    SOURCE_LAG_MS,
+    SOURCE_RECORDS_READ,
+    WATERMARK_LAG_MS,
+    Counter,
+    Gauge,
+)
 
 Clock = Callable[[], float]  # epoch seconds, like time.time
 
@@ -244,6 +255,42 @@ class IdleWatermarkEstimator(WatermarkEstimator):
 
     def get_estimator_state(self) -> WatermarkState:
         return WatermarkState(self._watermark_ms, self._quiet_since)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class SourceMetrics:
+    """The lag vocabulary (io_connectors.metrics) as one stream reader reports it, per split (a
+    shard, partition or subscription). Readers call it once per fetched page or poll, never per
+    record, and make it in setup(): the gauges are this worker's."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._records = Counter(SOURCE_RECORDS_READ)
+        self._bytes = Counter(BYTES_READ)
+        self._lag = Gauge(SOURCE_LAG_MS)
+        self._backlog = Gauge(SOURCE_BACKLOG_RECORDS)
+        self._watermark_lag = Gauge(WATERMARK_LAG_MS)
+
+    def claimed(self, records: int, size: int) -> None:
+        """`records` records of `size` payload bytes were claimed (and so will be emitted)."""
+        self._records.inc(records)
+        self._bytes.inc(size)
+
+    def lag(self, split: str, lag_ms: float) -> None:
+        """source_lag_ms: how far the reader of `split` is behind the head of the stream."""
+        self._lag.set(split, max(lag_ms, 0))
+
+    def backlog(self, split: str, records: int) -> None:
+        """source_backlog_records: records of `split` not yet read (where the service tells)."""
+        self._backlog.set(split, max(records, 0))
+
+    def watermark(self, split: str, estimator: IdleWatermarkEstimator) -> None:
+        """watermark_lag_ms: wall clock minus the reader's watermark (nothing before it has one)."""
+        watermark_ms = estimator.watermark_ms()
+        if watermark_ms is not None:
+            self._watermark_lag.set(split, max(self._clock() * 1000 - watermark_ms, 0))
 
 
 # --------------------------------------------------------------------------- the reader base
