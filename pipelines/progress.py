@@ -8,7 +8,7 @@ while the job runs (the in-memory DirectRunner, and Prism's LOOPBACK workers).
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import threading
 import time
 from typing import Callable, TextIO
@@ -68,15 +68,17 @@ def progress_line(live: LiveMetrics, events_per_s: float, elapsed_s: float, wall
         watermark = f"{at}Z ({_seconds(worst_watermark_lag)} behind)"
     source_lag = live.worst(SOURCE_LAG_MS)
     return (
-        f"[{elapsed_s:,.0f} s] records read {live.counter(RECORDS_READ):,} | {events_per_s:,.0f} events/s | "
+        f"[{elapsed_s:,.0f} s] records {live.counter(RECORDS_READ):,} | {events_per_s:,.0f} events/s | "
         f"dead letters {live.counter(DEAD_LETTERS):,} | watermark {watermark} | "
         f"source lag {'-' if source_lag is None else _seconds(source_lag)} | "
-        f"files written {live.counter(FILES_WRITTEN):,}"
+        f"files {live.counter(FILES_WRITTEN):,}"
     )
 
 
 class Progress:
-    """Writes `progress_line` every `interval_s` from a daemon thread until `stop()`.
+    """Writes `progress_line` every `interval_s` from a daemon thread until `stop()`: records read,
+    events decoded per second, dead letters, the lowest reader watermark, the worst source lag and
+    aggregate files written.
 
     On a terminal the line is rewritten in place and cleared at the end, so the summary that
     follows keeps its form; elsewhere (a pipe, a file, CI) each update is its own log line."""
@@ -124,7 +126,7 @@ class Progress:
         text = progress_line(self._live, rate, now - self._started, self._wall_ms())
         if self._tty:
             # Cut to the terminal's width: a wrapped line could not be rewritten in place.
-            width = shutil.get_terminal_size((120, 24)).columns - 1
+            width = _columns(self._stream) - 1
             self._write(CLEAR_LINE + text[:width])
             self._shown = True
         else:
@@ -141,6 +143,14 @@ class Progress:
             self._stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream must not end the run
             self._done.set()
+
+
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal `stream` writes to (not stdout's: the summary goes there)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 120
+    except (AttributeError, OSError, ValueError):
+        return 120
 
 
 def _isatty(stream: TextIO) -> bool:

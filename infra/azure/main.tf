@@ -99,4 +99,6 @@ module "region" {
   synapse             = var.synapse
   alert_emails        = var.alert_emails
 
+  source_lag_alert_minutes = var.source_lag_alert_minutes
+
 }

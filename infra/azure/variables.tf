@@ -71,6 +71,17 @@ variable "alert_emails" {
   }
 }
 
+variable "source_lag_alert_minutes" {
+  type        = number
+  description = "Source lag alarm of every region: alert when events arrive in the event hub and the pipeline's consumer group reads none of them for this many minutes (5, 15, 30 or 60)."
+  default     = 15
+
+  validation {
+    condition     = contains([5, 15, 30, 60], var.source_lag_alert_minutes)
+    error_message = "source_lag_alert_minutes must be 5, 15, 30 or 60 (the windows Azure Monitor metric alerts evaluate)."
+  }
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags on every resource. Must contain cost-center and data-classification (public, internal, confidential or restricted); jurisdiction and region are added per region and must not be set here."

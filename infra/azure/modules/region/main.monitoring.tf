@@ -70,15 +70,21 @@ resource "azurerm_monitor_action_group" "alerts" {
   }
 }
 
-# Source lag: events keep arriving but the pipeline's consumer group reads none of them.
+# Source lag: events keep arriving but the pipeline's consumer group reads none of them for
+# var.source_lag_alert_minutes. Azure Monitor publishes no consumer-group lag for Event Hubs, so
+# the lag is measured as how long arriving events have gone unread.
+locals {
+  source_lag_windows = { "5" = "PT5M", "15" = "PT15M", "30" = "PT30M", "60" = "PT1H" }
+}
+
 resource "azurerm_monitor_metric_alert" "consumer_stalled" {
   name                = "${local.name}-eventhubs-consumer-stalled"
   resource_group_name = azurerm_resource_group.this.name
   scopes              = [azurerm_eventhub_namespace.this.id]
-  description         = "Events arrive in ${azurerm_eventhub.events.name} but none are read: the Flink job is stopped or lagging."
+  description         = "Events arrive in ${azurerm_eventhub.events.name} but none were read for ${var.source_lag_alert_minutes} minutes: the Flink job is stopped or lagging."
   severity            = 2
   frequency           = "PT5M"
-  window_size         = "PT15M"
+  window_size         = local.source_lag_windows[tostring(var.source_lag_alert_minutes)]
   tags                = local.tags
 
   criteria {

@@ -48,6 +48,16 @@ variable "alert_emails" {
   }
 }
 
+variable "source_lag_alert_minutes" {
+  type        = number
+  description = "Source lag alarm: alert when events arrive in the event hub and the pipeline's consumer group reads none of them for this many minutes (5, 15, 30 or 60)."
+
+  validation {
+    condition     = contains([5, 15, 30, 60], var.source_lag_alert_minutes)
+    error_message = "source_lag_alert_minutes must be 5, 15, 30 or 60 (the windows Azure Monitor metric alerts evaluate)."
+  }
+}
+
 variable "jurisdiction" {
   type        = string
   description = "Jurisdiction (key of regions.json) that owns this region; added to every tag set."
