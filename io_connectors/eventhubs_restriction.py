@@ -57,15 +57,14 @@ class PartitionTracker(OffsetRestrictionTracker):
         self.try_claim(self._range.stop)
 
     def current_progress(self) -> RestrictionProgress:
-        if self.is_bounded():
-            return super().current_progress()
+        """Offsets claimed, and offsets left: up to the range's end, or on an endless range up to
+        the last end offset the reader saw (1.0 before it saw one: unknown, not none)."""
         next_offset = self._range.start if self._current_position is None else self._current_position + 1
         done = float(next_offset - self._range.start)
         if self._finished():
             return RestrictionProgress(completed=done, remaining=0.0)
-        # Records up to the last end offset the reader saw (1.0 before it saw one: unknown, not none).
-        return RestrictionProgress(completed=done, remaining=remaining_size(OffsetRange(next_offset, OFFSET_INFINITY),
-                                                                             self._end))
+        left = OffsetRange(next_offset, self._range.stop)
+        return RestrictionProgress(completed=done, remaining=remaining_size(left, self._end))
 
 
 def remaining_size(restriction: OffsetRange, end_offset: int | None) -> float:

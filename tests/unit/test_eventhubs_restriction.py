@@ -8,9 +8,10 @@ from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from io_connectors.eventhubs import PartitionRef, ReadSettings, _ReadPartition
-from io_connectors.eventhubs_client import EventHubsTarget
-from io_connectors.eventhubs_restriction import OFFSET_INFINITY, PartitionTracker, remaining_size
-from io_connectors.read_core import IdleWatermarkEstimator
+from io_connectors.eventhubs_client import EventHubsTarget, NewestTimes
+from io_connectors.eventhubs_restriction import OFFSET_INFINITY, PartitionEnd, PartitionTracker, remaining_size
+from io_connectors.metrics import LIVE, SOURCE_BACKLOG_RECORDS, SOURCE_LAG_MS, WATERMARK_LAG_MS
+from io_connectors.read_core import IdleWatermarkEstimator, SourceMetrics
 
 TARGET = EventHubsTarget("local", "orders", bootstrap="127.0.0.1:9", security_protocol="plaintext")
 
@@ -165,3 +166,108 @@ def test_a_timestamp_start_is_the_first_watermark() -> None:
     assert reader.create_watermark_estimator(state).current_watermark() == Timestamp(micros=123_000_000)
     unset = reader.initial_estimator_state(PartitionRef(1, 0, None, True), restriction)
     assert reader.create_watermark_estimator(unset).current_watermark() == MIN_TIMESTAMP
+
+
+# ------------------------------------------------------------------------------- backlog and lag
+
+
+def test_progress_counts_down_to_the_end_offset_the_reader_reports() -> None:
+    tracker = PartitionTracker(OffsetRange(100, OFFSET_INFINITY))
+    assert tracker.try_claim(PartitionEnd(160))  # a report, not a record: claims nothing
+    assert (tracker.current_progress().completed_work, tracker.current_progress().remaining_work) == (0, 60)
+    for offset in range(100, 130):
+        assert tracker.try_claim(offset)
+    assert (tracker.current_progress().completed_work, tracker.current_progress().remaining_work) == (30, 30)
+    tracker.try_claim(PartitionEnd(170))  # the partition grew meanwhile
+    assert tracker.current_progress().remaining_work == 40
+    for offset in range(130, 170):
+        tracker.try_claim(offset)
+    assert tracker.current_progress().remaining_work == 0  # caught up, still reading
+    primary, residual = tracker.try_split(0)
+    assert (primary.stop, residual.start) == (170, 170)
+    assert tracker.current_progress().remaining_work == 0
+    tracker.check_done()
+    resumed = PartitionTracker(residual)
+    resumed.finish()
+    assert not resumed.try_claim(PartitionEnd(200))  # over: nothing left to report
+    assert resumed.current_progress().remaining_work == 0
+    resumed.check_done()
+
+
+class _Message:
+    def __init__(self, timestamp_ms: int) -> None:
+        self._timestamp_ms = timestamp_ms
+
+    def error(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp_ms)
+
+
+class _FakeConsumer:
+    """The consumer calls the lag reporting makes: the cached end offset and one-record peeks."""
+
+    def __init__(self, end: int, times: dict[int, int]) -> None:
+        self.end, self.times, self.peeks = end, times, []
+
+    def get_watermark_offsets(self, partition: object, cached: bool = False) -> tuple[int, int]:
+        assert cached  # from the last fetch response: no request
+        return 0, self.end
+
+    def assign(self, partitions: list) -> None:
+        self.peeks.append(partitions[0].offset)
+
+    def consume(self, count: int, timeout: float) -> list[_Message]:
+        return [_Message(self.times[self.peeks[-1]])]
+
+    def unassign(self) -> None:
+        pass
+
+
+def test_reader_reports_backlog_and_lag_from_the_newest_records_enqueued_time() -> None:
+    LIVE.reset()
+    clock = FakeClock(1_000.0)
+    times = {offset: 500_000 + offset * 10 for offset in range(1_000)}  # enqueued 10 ms apart
+    consumer = _FakeConsumer(end=1_000, times=times)
+    reader = _ReadPartition(TARGET, ReadSettings(), clock=clock)
+    reader._consumer = consumer
+    reader._metrics = SourceMetrics(clock)
+    newest_clock = FakeClock(0.0)
+    reader._newest = NewestTimes(lambda: consumer, TARGET.hub, refresh_s=2.0, clock=newest_clock)
+    tracker = PartitionTracker(OffsetRange(0, OFFSET_INFINITY))
+    estimator = reader.create_watermark_estimator(None)
+    split = "orders/3"
+
+    claimed = [0]  # the next offset to claim
+
+    def read_up_to(next_offset: int) -> None:
+        for offset in range(claimed[0], next_offset):
+            assert tracker.try_claim(offset)
+        claimed[0] = next_offset
+        estimator.observe(times[next_offset - 1])
+        reader._report(3, next_offset, times[next_offset - 1], tracker, estimator)
+
+    read_up_to(100)
+    assert LIVE.gauge(SOURCE_BACKLOG_RECORDS)[split] == 900
+    assert LIVE.gauge(SOURCE_LAG_MS)[split] == times[999] - times[99]  # newest at the end vs last read
+    assert tracker.current_progress().remaining_work == 900
+    assert LIVE.gauge(WATERMARK_LAG_MS)[split] == 1_000_000 - times[99]
+    read_up_to(600)
+    assert consumer.peeks == [999]  # the end did not move: its time is known
+    assert LIVE.gauge(SOURCE_LAG_MS)[split] == times[999] - times[599]
+    read_up_to(1_000)  # caught up: no peek needed
+    assert LIVE.gauge(SOURCE_BACKLOG_RECORDS)[split] == 0 and LIVE.gauge(SOURCE_LAG_MS)[split] == 0
+    assert tracker.current_progress().remaining_work == 0 and consumer.peeks == [999]
+
+
+def test_newest_time_is_read_again_only_after_the_refresh_interval_when_the_end_moves() -> None:
+    consumer = _FakeConsumer(end=0, times={9: 1_000, 19: 2_000, 29: 3_000})
+    clock = FakeClock(0.0)
+    newest = NewestTimes(lambda: consumer, "orders", refresh_s=2.0, clock=clock)
+    assert newest.newest_ms(0, 10) == 1_000
+    clock.now = 1.0
+    assert newest.newest_ms(0, 20) == 1_000  # moved within the interval: the known time (under-reports)
+    clock.now = 2.5
+    assert newest.newest_ms(0, 20) == 2_000 and consumer.peeks == [9, 19]
+    assert newest.newest_ms(0, 20) == 2_000 and consumer.peeks == [9, 19]

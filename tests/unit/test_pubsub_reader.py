@@ -11,12 +11,22 @@ from types import SimpleNamespace
 
 import apache_beam as beam
 import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors import pubsub
 from io_connectors.after_run import AfterRun
-from io_connectors.pubsub import OwnedSubscription, ReadFromPubSub, parse_pubsub_path, parse_topic
-from io_connectors.pubsub_leases import LeaseKeeper
+from io_connectors.metrics import (
+    BYTES_READ,
+    LIVE,
+    SOURCE_BACKLOG_RECORDS,
+    SOURCE_LAG_MS,
+    SOURCE_RECORDS_READ,
+    WATERMARK_LAG_MS,
+)
+from io_connectors.pubsub import OwnedSubscription, PullTracker, ReadFromPubSub, parse_pubsub_path, parse_topic
+from io_connectors.pubsub_leases import LeaseKeeper, OldestUnacked
+from io_connectors.read_core import listen_to_claims
 from io_connectors.records import RawBatch
 from io_connectors.uri import UriError
 from pipelines.adapters.pubsub import is_dataflow
@@ -334,3 +344,53 @@ def test_a_job_subscription_is_deleted_whether_the_run_succeeds_or_fails(monkeyp
 def test_acks_wait_for_the_run_only_where_the_runner_finalizes_before_writing(argv, deferred) -> None:
     """Only the local runner in one process finalizes before it writes and can see the run end."""
     assert finalizes_before_writing(PipelineOptions(argv)) is deferred
+
+
+# --------------------------------------------------------------------------- lag and progress
+
+
+def test_progress_reports_the_open_record_budget_pubsub_tells_no_backlog() -> None:
+    budgeted = PullTracker(OffsetRange(0, 2**62), max_records=12)
+    assert budgeted.current_progress().remaining_work == 12
+    for position in range(5):
+        assert budgeted.try_claim(position)
+    assert (budgeted.current_progress().completed_work, budgeted.current_progress().remaining_work) == (5, 7)
+    budgeted.try_claim(2**62)  # the read is over
+    assert budgeted.current_progress().remaining_work == 0
+    endless = PullTracker(OffsetRange(0, 2**62))
+    endless.try_claim(0)
+    assert endless.current_progress().remaining_work == 1.0  # unknown, not none
+
+
+def test_oldest_unacked_is_the_age_of_the_oldest_message_of_any_unfinalized_bundle() -> None:
+    clock = [100.0]
+    unacked = OldestUnacked(max_lease_s=600, clock=lambda: clock[0])
+    assert unacked.age_ms() == 0
+    unacked.pulled(1, 40_000)
+    unacked.pulled(1, 30_000)
+    unacked.pulled(2, 90_000)
+    assert unacked.age_ms() == 70_000  # bundle 1's oldest message, published at 30 s
+    unacked.acknowledged(1)
+    assert unacked.age_ms() == 10_000
+    clock[0] = 800.0  # bundle 2 was never finalized: its leases lapsed, Pub/Sub delivers it again
+    assert unacked.age_ms() == 0
+
+
+def test_reader_reports_lag_records_and_bytes_once_each() -> None:
+    LIVE.reset()
+    STATE["backlog"] = [_message(i) for i in range(25)]
+    lags: list[float] = []
+    stop_listening = listen_to_claims(lambda _count: lags.append(LIVE.gauge(SOURCE_LAG_MS).get(SUB, 0)))
+    try:
+        _run(ReadFromPubSub(subscription=SUB, stop_when_idle=3, max_messages=10, bundle_seconds=2,
+                            clock=fake_clock, native=True))
+    finally:
+        stop_listening()
+    assert LIVE.counter(SOURCE_RECORDS_READ) == 25
+    assert LIVE.counter(BYTES_READ) == sum(len(_message(i).data) for i in range(25))
+    # Published 100 s before the read: the lag is the age of the oldest message pulled and not yet
+    # acknowledged, and falls to 0 once every bundle is finalized (acknowledged).
+    assert max(lags) >= 100_000
+    assert LIVE.gauge(SOURCE_LAG_MS)[SUB] == 0
+    assert SOURCE_BACKLOG_RECORDS not in LIVE.snapshot()[1]  # Pub/Sub does not tell
+    assert LIVE.gauge(WATERMARK_LAG_MS)[SUB] >= 0
