@@ -19,6 +19,7 @@ from io_connectors.metrics import (
     RECORDS_READ,
     SOURCE_BACKLOG_RECORDS,
     SOURCE_LAG_MS,
+    SOURCE_RECORDS_READ,
     WATERMARK_LAG_MS,
     LiveMetrics,
 )
@@ -28,7 +29,8 @@ HOST = "127.0.0.1"  # a local run's numbers are for this machine; put a proxy in
 
 HELP = {
     RECORDS_READ: "Records read from the source (an unreadable part of a file is not a record).",
-    BYTES_READ: "Bytes of the records read from the source.",
+    SOURCE_RECORDS_READ: "Records the stream reader claimed, before decoding.",
+    BYTES_READ: "Payload bytes the stream reader claimed.",
     DEAD_LETTERS: "Records that could not be decoded, sent to the dead letters.",
     FILES_WRITTEN: "Aggregate files written.",
     "events_decoded": "Records decoded into events.",
