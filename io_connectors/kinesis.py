@@ -24,7 +24,6 @@ import apache_beam as beam
 import orjson
 from apache_beam import coders
 from apache_beam.io.iobase import RestrictionTracker
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
@@ -42,6 +41,7 @@ from io_connectors.kinesis_client import (
 )
 from io_connectors.kinesis_core import (
     ADOPT,
+    BEHIND,
     SHARD_END,
     SHARDS,
     STOP,
@@ -55,8 +55,8 @@ from io_connectors.kinesis_core import (
     backlog_size,
 )
 from io_connectors.kinesis_discovery import DiscoveryState, discover_shards, plan_shards
-from io_connectors.metrics import NAMESPACE
-from io_connectors.read_core import IdleWatermarkEstimator, StreamReadFn, claim_within_budget, unbounded
+from io_connectors.metrics import Counter
+from io_connectors.read_core import IdleWatermarkEstimator, SourceMetrics, StreamReadFn, claim_within_budget, unbounded
 from io_connectors.timestamps import DecodeError, parse_event_time
 from io_connectors.uri import SOURCE_PARAMS, SourceSpec, UriError
 
@@ -99,10 +99,6 @@ class _ReadShard(StreamReadFn):
     def __init__(self, config: KinesisReadConfig, after_run: AfterRun | None = None) -> None:
         super().__init__(config, idle_lag_s=IDLE_LAG_S)
         self._after_run = after_run
-        self._records_read = Metrics.counter(NAMESPACE, "kinesis_records_read")
-        self._throttled = Metrics.counter(NAMESPACE, "kinesis_throttled_calls")
-        self._expired = Metrics.counter(NAMESPACE, "kinesis_expired_iterators")
-        self._backlog = Metrics.gauge(NAMESPACE, "kinesis_millis_behind_latest")
 
     # ---- RestrictionProvider
     def initial_restriction(self, shard: KinesisShard) -> ShardRestriction:
@@ -127,6 +123,10 @@ class _ReadShard(StreamReadFn):
     def setup(self) -> None:
         super().setup()
         self._client = make_client(self._settings.region, self._settings.endpoint_url)
+        # source_lag_ms is MillisBehindLatest; Kinesis tells no backlog in records (docs/kinesis.md).
+        self._metrics = SourceMetrics(self._clock)
+        self._throttled = Counter("kinesis_throttled_calls")
+        self._expired = Counter("kinesis_expired_iterators")
         self._backoff = Backoff()
         # Open iterators by (shard, resume position): a resumed restriction reuses the
         # iterator its checkpoint left instead of calling GetShardIterator again.
@@ -179,8 +179,11 @@ class _ReadShard(StreamReadFn):
             records = response.get("Records", [])
             iterator = response.get("NextShardIterator")
             behind = response.get("MillisBehindLatest")
+            split = f"{shard.stream}/{shard.shard_id}"
             if behind is not None:
-                self._backlog.set(int(behind))
+                self._metrics.lag(split, behind)
+                if not records:
+                    tracker.try_claim((BEHIND, behind))  # the runner's backlog: claims nothing
             if records:
                 # Claim before emit: a checkpoint taken meanwhile makes a claim fail.
                 claimed = claim_within_budget(
@@ -189,6 +192,7 @@ class _ReadShard(StreamReadFn):
                 if claimed.records:
                     resume = StartPosition.after(claimed.records[-1]["SequenceNumber"])
                     yield self._emit(shard, claimed.records, estimator)
+                    self._metrics.watermark(split, estimator)
                 if len(claimed.records) < len(records):
                     if claimed.budget_spent:
                         self._finish(tracker, shard, STOP)  # the --max_records budget is spent
@@ -206,6 +210,7 @@ class _ReadShard(StreamReadFn):
                     return
                 if not behind:
                     estimator.idle()
+                    self._metrics.watermark(split, estimator)
                 self._park(shard, resume, iterator)
                 tracker.defer_remainder(Duration(seconds=config.poll_interval_s))
                 return
@@ -237,7 +242,7 @@ class _ReadShard(StreamReadFn):
         before = estimator.watermark_ms() or 0
         bound = min(times) if times else None
         estimator.observe(bound)
-        self._records_read.inc(len(records))
+        self._metrics.claimed(len(records), sum(map(len, batch.records)))
         stamp_ms = max(before, bound) if bound is not None else (estimator.watermark_ms() or 0)
         return TimestampedValue(batch, Timestamp(micros=max(stamp_ms, 0) * 1000))
 

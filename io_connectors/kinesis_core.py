@@ -27,6 +27,9 @@ from io_connectors.records import RawBatch
 ADOPT = "ADOPT"  # ("ADOPT", shard_id, parents): a spare reader takes a newly created shard
 SHARD_END = "SHARD_END"  # the shard is closed and every record in it has been claimed
 STOP = "STOP"  # a bounded read (--max_records, --max_read_time, read-to-latest) ends here
+# ("BEHIND", millis_behind_latest): a page without records reports how far the shard's tip is;
+# it claims nothing, so the backlog the runner sees falls to zero on a caught-up shard.
+BEHIND = "BEHIND"
 EMPTY = -1  # stop_after of a restriction that may claim nothing (a checkpoint before any claim)
 
 ITERATOR_TYPES = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
@@ -82,7 +85,8 @@ class ShardTracker(RestrictionTracker):
     """Claims records of one shard in sequence-number order; splits only at a checkpoint.
 
     Positions: `(sequence_number, millis_behind_latest)` tuples (or bare sequence numbers) for
-    records, SHARD_END when a closed shard is exhausted, STOP when a bounded read ends early.
+    records, SHARD_END when a closed shard is exhausted, STOP when a bounded read ends early;
+    `(BEHIND, millis_behind_latest)` only updates the backlog that `current_progress` reports.
     """
 
     def __init__(self, restriction: ShardRestriction) -> None:
@@ -104,6 +108,11 @@ class ShardTracker(RestrictionTracker):
                 return False
             _, shard_id, parents = position
             self._restriction = self._restriction._replace(shard_id=shard_id, parents=tuple(parents))
+            return True
+        if isinstance(position, tuple) and position[0] == BEHIND:
+            if self.is_done():
+                return False
+            self._backlog_ms = int(position[1])
             return True
         if position in (SHARD_END, STOP):
             if self._ended is not None or self._restriction.stop_after is not None:
@@ -158,6 +167,8 @@ class ShardTracker(RestrictionTracker):
         )
 
     def current_progress(self) -> RestrictionProgress:
+        # Remaining work in the unit of restriction_size: seconds behind the shard's tip (the last
+        # MillisBehindLatest) plus one for the open shard; runners compare the two.
         remaining = 0.0 if self.is_done() else backlog_size(self._backlog_ms)
         return RestrictionProgress(completed=float(self._claimed), remaining=remaining)
 

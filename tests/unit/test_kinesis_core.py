@@ -11,6 +11,7 @@ from apache_beam.coders import FastPrimitivesCoder, PickleCoder
 
 from io_connectors.kinesis_core import (
     ADOPT,
+    BEHIND,
     EMPTY,
     SHARD_END,
     STOP,
@@ -121,3 +122,18 @@ def test_kinesis_batch_keeps_partition_keys_through_coders():
         assert decoded.partition_keys == ["k1", "k2"] and decoded.shard_id == "shardId-0"
     assert pickle.loads(pickle.dumps(batch)).partition_keys == ["k1", "k2"]
     assert batch.position(1) == "kinesis://s/shardId-0@2"
+
+
+def test_a_page_without_records_reports_the_backlog_without_claiming():
+    tracker = ShardTracker(ShardRestriction(StartPosition("TRIM_HORIZON"), shard_id="s"))
+    assert tracker.current_progress().remaining_work == 1.0  # not read yet: unknown, still work
+    assert tracker.try_claim((7, 30_000))
+    assert tracker.try_claim((BEHIND, 4_000))  # claims nothing
+    assert tracker.current_progress().completed_work == 1
+    assert tracker.current_progress().remaining_work == pytest.approx(5.0)
+    tracker.try_claim((BEHIND, 0))
+    assert tracker.current_progress().remaining_work == 1.0  # caught up: the open shard alone
+    primary, residual = tracker.try_split(0)
+    assert residual.backlog_ms == 0 and primary.stop_after == 7  # the residual's size is the real backlog
+    assert not tracker.try_claim((BEHIND, 9_000))  # the primary is done: nothing to report
+    assert tracker.current_progress().remaining_work == 0

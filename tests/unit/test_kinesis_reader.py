@@ -17,6 +17,15 @@ from io_connectors.kinesis import KinesisError, ReadFromKinesis
 from io_connectors.kinesis_core import STOP, Backoff, KinesisReadConfig, KinesisShard, StartPosition
 from io_connectors.kinesis_discovery import DiscoveryState, plan_shards
 from io_connectors.kinesis_producer import KinesisPutter, partition_key_of
+from io_connectors.metrics import (
+    BYTES_READ,
+    LIVE,
+    SOURCE_BACKLOG_RECORDS,
+    SOURCE_LAG_MS,
+    SOURCE_RECORDS_READ,
+    WATERMARK_LAG_MS,
+)
+from io_connectors.read_core import listen_to_claims
 from io_connectors.uri import UriError, parse_source
 from pipelines.adapters.kinesis import source_from_uri
 
@@ -271,3 +280,44 @@ def test_reader_watermark_is_monotonic_and_advances_when_idle(fake_shard):
     assert again.watermark_ms() == estimator.watermark_ms()
     clock.now -= 5.0  # a clock stepping back never moves the watermark back
     assert not again.idle() and again.watermark_ms() == estimator.watermark_ms()
+
+
+def test_reader_reports_lag_records_bytes_and_the_trackers_backlog(monkeypatch):
+    """source_lag_ms is MillisBehindLatest; the tracker's remaining work follows it down to the
+    open shard alone; each claimed record is counted once."""
+
+    class BehindShard(FakeShard):
+        def get_records(self, ShardIterator, Limit):  # noqa: N803
+            response = super().get_records(ShardIterator, Limit)
+            response["MillisBehindLatest"] = [9_000, 3_000][int(ShardIterator)] if int(ShardIterator) < 2 else 0
+            return response
+
+    client = BehindShard([[_record(1, T0), _record(2, T0)], [_record(3, T0 + 6_000)]])
+    monkeypatch.setattr(kinesis, "make_client", lambda *args, **kwargs: client)
+    monkeypatch.setattr(kinesis, "MIN_CALL_INTERVAL_S", 0.0)
+    LIVE.reset()
+    clock = Clock(T0 / 1000 + 10.0)
+    config = KinesisReadConfig(stream="s", start_position="TRIM_HORIZON", read_to_latest=True)
+    dofn = kinesis._ReadShard(config)
+    dofn._clock = clock
+    dofn.setup()
+    shard = KinesisShard("s", "shardId-0")
+    tracker = dofn.create_tracker(dofn.initial_restriction(shard))
+    seen = []
+
+    def sample(_count: int) -> None:
+        seen.append((LIVE.gauge(SOURCE_LAG_MS)["s/shardId-0"], tracker.current_progress().remaining_work))
+
+    stop_listening = listen_to_claims(sample)
+    try:
+        view = RestrictionTrackerView(ThreadsafeRestrictionTracker(tracker))
+        outputs = list(dofn.process(shard, view, dofn.create_watermark_estimator(None)))
+    finally:
+        stop_listening()
+    assert [len(out.value.records) for out in outputs] == [2, 1]
+    assert seen == [(9_000, 10.0), (3_000, 4.0)]  # seconds behind plus one for the open shard
+    assert LIVE.gauge(SOURCE_LAG_MS)["s/shardId-0"] == 0  # the last page: caught up
+    assert tracker.current_progress().remaining_work == 0  # read to latest: done
+    assert LIVE.counter(SOURCE_RECORDS_READ) == 3 and LIVE.counter(BYTES_READ) == len(b"r1r2r3")
+    assert LIVE.gauge(WATERMARK_LAG_MS)["s/shardId-0"] == 4_000  # clock minus the newest arrival read
+    assert SOURCE_BACKLOG_RECORDS not in LIVE.snapshot()[1]  # Kinesis does not tell
