@@ -234,7 +234,7 @@ def main(argv: list[str]) -> None:
     elif name == "naive-beam":
         n = run_naive_beam(path, fmt, Path(out))
     elif name == "pipeline":
-        n = run_pipeline(path, fmt, Path(out), [])
+        n = run_pipeline(path, fmt, Path(out), argv[4:])  # extra CLI options, e.g. --progress off
     elif name == "pipeline-2proc":
         n = run_pipeline(path, fmt, Path(out), ["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
     elif name == "bytewax":

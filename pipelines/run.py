@@ -26,7 +26,7 @@ from pipelines.analytics import build_pipeline
 from pipelines.config import ConfigError, JobConfig, build_config
 from pipelines.metrics_server import MetricsServer, MetricsServerError
 from pipelines.options import add_all_arguments
-from pipelines.progress import OperationsOptions, Progress
+from pipelines.progress import CLEAR_LINE, OperationsOptions, Progress
 from runners import ProfileError, apply_profile, runner_key
 from runners.direct import local_runner
 from transforms.sinks import NAMESPACE
@@ -222,8 +222,10 @@ class StopOnInterrupt:
         if not self.requested:
             self.requested = True
             stop_reading()
-            print("stopping: the reads end, open windows are written, then positions and acknowledgements are "
-                  "committed (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            # On a terminal, erase the progress line first so that the message starts a line of its own.
+            print(f"{CLEAR_LINE if sys.stderr.isatty() else ''}stopping: the reads end, open windows are written, "
+                  "then positions and acknowledgements are committed (Ctrl-C again to stop at once)",
+                  file=sys.stderr, flush=True)
             return
         if self._hard:  # Beam's handler (the job server's) hands the signal back here
             raise KeyboardInterrupt
