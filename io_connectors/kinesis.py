@@ -27,7 +27,7 @@ from apache_beam.io.iobase import RestrictionTracker
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from io_connectors import positions
+from io_connectors import kinesis_kpl, positions
 from io_connectors.after_run import AfterRun
 from io_connectors.kinesis_client import (
     THROTTLING_ERRORS,
@@ -45,6 +45,7 @@ from io_connectors.kinesis_core import (
     SHARD_END,
     SHARDS,
     STOP,
+    WHOLE,
     Backoff,
     KinesisBatch,
     KinesisReadConfig,
@@ -52,7 +53,9 @@ from io_connectors.kinesis_core import (
     ShardRestriction,
     ShardTracker,
     StartPosition,
+    UserRecordPosition,
     backlog_size,
+    resume_text,
 )
 from io_connectors.kinesis_discovery import DiscoveryState, discover_shards, plan_shards
 from io_connectors.metrics import Counter
@@ -107,7 +110,7 @@ class _ReadShard(StreamReadFn):
             # --resume: continue right after the last position a successful run committed.
             stored = positions.load_positions(self._settings.position_store).get(shard.shard_id)
             if stored is not None:
-                start = StartPosition.after(stored)
+                start = StartPosition.resume(stored)
         return ShardRestriction(start, shard_id=shard.shard_id or None, parents=tuple(shard.parents))
 
     def create_tracker(self, restriction: ShardRestriction) -> ShardTracker:
@@ -127,6 +130,8 @@ class _ReadShard(StreamReadFn):
         self._metrics = SourceMetrics(self._clock)
         self._throttled = Counter("kinesis_throttled_calls")
         self._expired = Counter("kinesis_expired_iterators")
+        self._outside = Counter("kinesis_kpl_records_outside_shard")
+        self._hash_ranges: dict[str, kinesis_kpl.HashRange] = {}
         self._backoff = Backoff()
         # Open iterators by (shard, resume position): a resumed restriction reuses the
         # iterator its checkpoint left instead of calling GetShardIterator again.
@@ -185,15 +190,17 @@ class _ReadShard(StreamReadFn):
                 if not records:
                     tracker.try_claim((BEHIND, behind))  # the runner's backlog: claims nothing
             if records:
+                entries = self._user_records(shard, records, restriction.start) if config.deaggregate else records
                 # Claim before emit: a checkpoint taken meanwhile makes a claim fail.
                 claimed = claim_within_budget(
-                    records, self._budget, lambda r, lag=behind: tracker.try_claim((int(r["SequenceNumber"]), lag))
+                    entries, self._budget, lambda r, lag=behind: tracker.try_claim(_claim_position(r, lag))
                 )
                 if claimed.records:
                     resume = StartPosition.after(claimed.records[-1]["SequenceNumber"])
-                    yield self._emit(shard, claimed.records, estimator)
+                    for run in kinesis_kpl.runs(claimed.records):
+                        yield self._emit(shard, run, estimator)
                     self._metrics.watermark(split, estimator)
-                if len(claimed.records) < len(records):
+                if len(claimed.records) < len(entries):
                     if claimed.budget_spent:
                         self._finish(tracker, shard, STOP)  # the --max_records budget is spent
                     return  # otherwise a checkpoint cut the restriction: its residual resumes
@@ -223,14 +230,15 @@ class _ReadShard(StreamReadFn):
               estimator: IdleWatermarkEstimator) -> TimestampedValue:
         """The claimed page as one batch, stamped no earlier than the watermark before it."""
         config = self._settings
-        last = records[-1]["SequenceNumber"]
+        final = records[-1]
+        last = resume_text(final["SequenceNumber"], final.get("SubSequenceNumber"), final.get("LastInRecord", True))
         if config.position_store and self._after_run is not None:
             self._after_run.record(config.position_store, shard.shard_id, last)
         LOG.debug("kinesis: shard %s claimed %d records up to %s", shard.shard_id, len(records), last)
         batch = KinesisBatch(
             f"kinesis://{shard.stream}/{shard.shard_id}",
             [r["Data"] for r in records],
-            positions=[r["SequenceNumber"] for r in records],
+            positions=[kinesis_kpl.position(r) for r in records],
             arrival_ms=[_arrival_ms(r) for r in records],
             partition_keys=[r.get("PartitionKey") for r in records],
             shard_id=shard.shard_id,
@@ -245,6 +253,37 @@ class _ReadShard(StreamReadFn):
         self._metrics.claimed(len(records), sum(map(len, batch.records)))
         stamp_ms = max(before, bound) if bound is not None else (estimator.watermark_ms() or 0)
         return TimestampedValue(batch, Timestamp(micros=max(stamp_ms, 0) * 1000))
+
+    def _user_records(self, shard: KinesisShard, records: list[dict[str, Any]],
+                      start: StartPosition) -> list[dict[str, Any]]:
+        """The page with each KPL aggregate split into its user records; after a checkpoint (or a
+        --resume) inside an aggregate, without the user records read before it."""
+        entries = kinesis_kpl.deaggregate(records, lambda: self._hash_range(shard),
+                                          lambda record, count: self._dropped_outside(shard, record, count))
+        floor = start.floor_key() if start.sub_through is not None else None
+        if floor is not None:
+            entries = [r for r in entries if _claim_key(r) > floor]
+        return entries
+
+    def _hash_range(self, shard: KinesisShard) -> kinesis_kpl.HashRange | None:
+        """The shard's hash key range (listed once per worker, when an aggregate first needs it)."""
+        if shard.shard_id not in self._hash_ranges:
+            try:
+                listing = list_shards(self._client, shard.stream)
+            except Exception as err:  # noqa: BLE001 - botocore errors: keep the records, look again next time
+                LOG.warning("kinesis: cannot list the hash key ranges of %s (%s); keeping this page's KPL user "
+                            "records without the shard check", shard.stream, err)
+                return None
+            for listed in listing:
+                keys = listed["HashKeyRange"]
+                self._hash_ranges[listed["ShardId"]] = (int(keys["StartingHashKey"]), int(keys["EndingHashKey"]))
+        return self._hash_ranges.get(shard.shard_id)
+
+    def _dropped_outside(self, shard: KinesisShard, record: dict[str, Any], count: int) -> None:
+        self._outside.inc(count)
+        LOG.warning("kinesis: shard %s: KPL aggregate %s holds user records hashed outside the shard (put with a "
+                    "stale shard map; its producer puts them again to their shard): its %d user records are "
+                    "skipped, as KCL does", shard.shard_id, record["SequenceNumber"], count)
 
     def _retry_delay(self, shard: KinesisShard, resume: StartPosition, err: Exception) -> float | None:
         """Seconds to wait before reading `shard` again after `err`; None to re-open its iterator
@@ -347,6 +386,19 @@ class _ReadShard(StreamReadFn):
         if wait > 0:
             time.sleep(wait)
         self._last_call[shard_id] = time.monotonic()
+
+
+def _claim_position(record: dict[str, Any], behind: int | None) -> tuple:
+    """The tracker position of a fetched record or of a KPL user record."""
+    sub = record.get("SubSequenceNumber")
+    if sub is None:
+        return (int(record["SequenceNumber"]), behind)
+    return UserRecordPosition(int(record["SequenceNumber"]), sub, record["LastInRecord"], behind)
+
+
+def _claim_key(record: dict[str, Any]) -> tuple[int, float]:
+    position = _claim_position(record, None)
+    return position.key() if isinstance(position, UserRecordPosition) else (position[0], WHOLE)
 
 
 UnboundedReadShard = unbounded(_ReadShard)

@@ -7,10 +7,17 @@ ints. A shard's restriction says where its iterator opens (`start`) and, once a 
 cut it, the last sequence number it may still claim (`stop_after`). A checkpoint after the
 record with sequence number S leaves a residual that opens `AFTER_SEQUENCE_NUMBER S`, so a
 resumed read never re-reads S and never skips the record after it.
+
+A KPL aggregate holds many user records under one sequence number; the user record at index k
+is at (S, k) (its sub-sequence number). A checkpoint after (S, k) that is not the aggregate's
+last user record cuts the restriction at `stop_after = (S, k)` and leaves a residual that opens
+`AT_SEQUENCE_NUMBER S` (GetShardIterator opens at or after a sequence number, never inside a
+record) with `sub_through = k`: it reads the aggregate again and skips user records 0..k.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from dataclasses import dataclass
@@ -36,15 +43,28 @@ ITERATOR_TYPES = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "AT_SEQUENCE_NUMBER"
 
 
 class StartPosition(NamedTuple):
-    """Where a shard iterator opens: GetShardIterator's type plus its sequence number or time."""
+    """Where a shard iterator opens: GetShardIterator's type plus its sequence number or time.
+
+    `sub_through` (with AT_SEQUENCE_NUMBER): user records 0..sub_through of the aggregate at
+    `sequence` are already read."""
 
     kind: str
     sequence: str | None = None
     timestamp_ms: int | None = None
+    sub_through: int | None = None
 
     @classmethod
     def after(cls, sequence: int | str) -> StartPosition:
         return cls("AFTER_SEQUENCE_NUMBER", str(sequence))
+
+    @classmethod
+    def resume(cls, stored: str) -> StartPosition:
+        """Where to continue after a stored position (`resume_text`): "S" after record S, "S:k"
+        inside the aggregate S, after its user record k."""
+        sequence, _, sub = stored.partition(":")
+        if not sub:
+            return cls.after(sequence)
+        return cls("AT_SEQUENCE_NUMBER", sequence, sub_through=int(sub))
 
     def iterator_args(self) -> dict[str, Any]:
         """Keyword arguments of GetShardIterator for this position."""
@@ -65,17 +85,46 @@ class StartPosition(NamedTuple):
             return int(self.sequence) - 1
         return None
 
+    def floor_key(self) -> tuple[int, float] | None:
+        """(sequence, sub-sequence) at or below which user records are already read."""
+        if self.kind == "AT_SEQUENCE_NUMBER" and self.sub_through is not None:
+            return int(self.sequence), self.sub_through
+        floor = self.floor()
+        return None if floor is None else (floor, WHOLE)
+
+
+WHOLE = math.inf  # the sub-sequence key of a whole record (plain, or an aggregate's last user record)
+
+
+class UserRecordPosition(NamedTuple):
+    """The claim position of one user record of a KPL aggregate (a plain record claims its bare
+    sequence number, or (sequence, millis_behind_latest))."""
+
+    sequence: int
+    sub: int
+    last: bool  # the aggregate's last user record: claiming it completes the Kinesis record
+    behind: int | None = None
+
+    def key(self) -> tuple[int, float]:
+        return (self.sequence, WHOLE if self.last else self.sub)
+
+
+def resume_text(sequence: int | str, sub: int | None = None, last: bool = True) -> str:
+    """The stored position after a claim: "S" once record S is complete, "S:k" inside an aggregate."""
+    return str(sequence) if last or sub is None else f"{sequence}:{sub}"
+
 
 class ShardRestriction(NamedTuple):
     """The part of one shard an SDF element reads.
 
     `stop_after` is None for "to the shard's end" (or until a bounded read stops), EMPTY for
-    nothing, or the last sequence number this restriction may claim (set by a checkpoint).
+    nothing, the last sequence number this restriction may claim (set by a checkpoint), or
+    (sequence, sub) when a checkpoint fell inside an aggregate.
     `backlog_ms` is MillisBehindLatest when the restriction was cut: the size runners see.
     """
 
     start: StartPosition
-    stop_after: int | None = None
+    stop_after: int | tuple[int, int] | None = None
     backlog_ms: int | None = None
     shard_id: str | None = None  # None: a spare reader that has not adopted a shard yet
     parents: tuple[str, ...] = ()  # shards that must be finished before this one is read
@@ -85,14 +134,16 @@ class ShardTracker(RestrictionTracker):
     """Claims records of one shard in sequence-number order; splits only at a checkpoint.
 
     Positions: `(sequence_number, millis_behind_latest)` tuples (or bare sequence numbers) for
-    records, SHARD_END when a closed shard is exhausted, STOP when a bounded read ends early;
+    records, UserRecordPositions for user records of KPL aggregates, SHARD_END when a closed
+    shard is exhausted, STOP when a bounded read ends early;
     `(BEHIND, millis_behind_latest)` only updates the backlog that `current_progress` reports.
     """
 
     def __init__(self, restriction: ShardRestriction) -> None:
         self._restriction = restriction
-        self._floor = restriction.start.floor()
-        self._last: int | None = None
+        # Claims are keyed (sequence, sub); a whole record's sub is WHOLE.
+        self._floor = restriction.start.floor_key()
+        self._last: tuple[int, float] | None = None
         self._claimed = 0
         self._backlog_ms = restriction.backlog_ms
         self._ended: str | None = SHARD_END if restriction.stop_after == EMPTY else None
@@ -120,22 +171,24 @@ class ShardTracker(RestrictionTracker):
                 return False
             self._ended = position
             return True
-        if isinstance(position, tuple):
-            sequence, behind = int(position[0]), position[1]
+        if isinstance(position, UserRecordPosition):
+            key, behind = position.key(), position.behind
+        elif isinstance(position, tuple):
+            key, behind = (int(position[0]), WHOLE), position[1]
         else:
-            sequence, behind = int(position), None
+            key, behind = (int(position), WHOLE), None
         lower = self._last if self._last is not None else self._floor
-        if lower is not None and sequence <= lower:
+        if lower is not None and key <= lower:
             raise ValueError(
-                f"Positions claimed should strictly increase, but sequence number {sequence} follows "
-                f"{lower} in {self._restriction}; a resumed read must open AFTER_SEQUENCE_NUMBER {lower}."
+                f"Positions claimed should strictly increase, but {_shown(key)} follows {_shown(lower)} in "
+                f"{self._restriction}; a resumed read must open after {_shown(lower)}."
             )
         if self._ended is not None:
             return False
-        stop_after = self._restriction.stop_after
-        if stop_after is not None and sequence > stop_after:
+        stop = _stop_key(self._restriction.stop_after)
+        if stop is not None and key > stop:
             return False
-        self._last = sequence
+        self._last = key
         self._claimed += 1
         if behind is not None:
             self._backlog_ms = int(behind)
@@ -149,9 +202,14 @@ class ShardTracker(RestrictionTracker):
         if self._last is None:
             primary = current._replace(stop_after=EMPTY)
             residual = current
+        elif self._last[1] == WHOLE:
+            primary = current._replace(stop_after=self._last[0])
+            residual = current._replace(start=StartPosition.after(self._last[0]))
         else:
-            primary = current._replace(stop_after=self._last)
-            residual = current._replace(start=StartPosition.after(self._last))
+            # Inside an aggregate: the residual reads it again and skips what this one claimed.
+            sequence, sub = self._last[0], int(self._last[1])
+            primary = current._replace(stop_after=(sequence, sub))
+            residual = current._replace(start=StartPosition("AT_SEQUENCE_NUMBER", str(sequence), sub_through=sub))
         self._restriction = primary
         return primary, residual
 
@@ -159,10 +217,10 @@ class ShardTracker(RestrictionTracker):
         if self._ended is not None:
             return
         stop_after = self._restriction.stop_after
-        if stop_after == EMPTY or (stop_after is not None and self._last == stop_after):
+        if stop_after == EMPTY or (stop_after is not None and self._last == _stop_key(stop_after)):
             return
         raise ValueError(
-            f"Shard restriction {self._restriction} is not done: last claimed {self._last}; the reader "
+            f"Shard restriction {self._restriction} is not done: last claimed {_shown(self._last)}; the reader "
             "must claim SHARD_END or STOP, or checkpoint (defer_remainder) before returning."
         )
 
@@ -177,11 +235,25 @@ class ShardTracker(RestrictionTracker):
         return (
             self._ended is not None
             or stop_after == EMPTY
-            or (stop_after is not None and self._last == stop_after)
+            or (stop_after is not None and self._last == _stop_key(stop_after))
         )
 
     def is_bounded(self) -> bool:
         return self._restriction.stop_after is not None or self._ended is not None
+
+
+def _stop_key(stop_after: int | tuple[int, int] | None) -> tuple[int, float] | None:
+    """The last claimable (sequence, sub) of a restriction's stop_after."""
+    if stop_after is None or isinstance(stop_after, tuple):
+        return stop_after
+    return (stop_after, WHOLE)
+
+
+def _shown(key: tuple[int, float] | None) -> str:
+    if key is None:
+        return "nothing"
+    sequence, sub = key
+    return f"sequence number {sequence}" if sub == WHOLE else f"sequence number {sequence} sub-sequence {int(sub)}"
 
 
 def backlog_size(backlog_ms: int | None) -> float:
@@ -265,6 +337,7 @@ class KinesisReadConfig(StreamReadSettings):
     records_per_call: int = GET_RECORDS_LIMIT
     spare_readers: int = 4  # a bounded read's readers for shards created after its one listing
     idle_after_s: float = 2.0
+    deaggregate: bool = True  # split KPL aggregates into their user records (io_connectors.kinesis_kpl)
     # A runner commits (and passes downstream) what a call emitted only when the call returns:
     # one second keeps streaming output fresh (Prism) at the cost of a checkpoint per second.
     max_call_s: float = 1.0

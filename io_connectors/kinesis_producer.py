@@ -104,6 +104,23 @@ class KinesisPutter:
             self._sleep(self._backoff.failure("put"))
 
 
+def kpl_aggregate(user: Sequence[tuple]) -> tuple[str, str | None, bytes]:
+    """One KPL aggregate of (partition key, data[, explicit hash key]) user records, made with
+    aws-kinesis-agg's aggregator: the (partition key, explicit hash key, data) to put."""
+    saved = list(sys.path)
+    try:
+        from aws_kinesis_agg.aggregator import AggRecord
+    except ImportError as err:
+        raise ImportError("making KPL aggregates needs aws-kinesis-agg: pip install '.[test]'") from err
+    finally:
+        sys.path[:] = saved  # the package puts its own directory first on sys.path to import its schema
+    record = AggRecord()
+    for entry in user:
+        if not record.add_user_record(*entry):
+            raise ValueError(f"{len(user)} user records do not fit in one aggregate (1 MiB)")
+    partition_key, hash_key, data = record.get_contents()
+    return partition_key, hash_key or None, data
+
 
 def _produce_records(args: argparse.Namespace) -> Iterator[bytes]:
     if args.from_file:

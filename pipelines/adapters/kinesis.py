@@ -50,6 +50,7 @@ def read_arguments(spec: SourceSpec, options: PipelineOptions) -> dict[str, Any]
         "event_time_unit": analytics.event_time_unit,
         "poll_interval_s": kinesis.kinesis_poll_interval,
         "discovery_interval_s": kinesis.kinesis_discovery_interval,
+        "deaggregate": kinesis.kinesis_deaggregate != "off",
         "position_store": store,
     }
 

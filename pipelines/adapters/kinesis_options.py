@@ -60,6 +60,14 @@ class KinesisOptions(PipelineOptions):
             "(the --event_time_field of each record). Both advance on idle shards. Default: arrival",
         )
         group.add_argument(
+            "--kinesis_deaggregate",
+            default="on",
+            choices=("on", "off"),
+            help="on: split KPL-aggregated records (KPL, Kinesis Agent, Fluent Bit's aggregated mode) into their "
+            "user records; an aggregate with a bad MD5 or body goes to the dead letters whole, with the reason. "
+            "off: hand every Kinesis record on as it is. Default: on",
+        )
+        group.add_argument(
             "--kinesis_poll_interval",
             type=float,
             default=1.0,
