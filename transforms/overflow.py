@@ -10,11 +10,11 @@ import math
 from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
+from io_connectors.metrics import DEAD_LETTERS, Counter
 from transforms.decode import dead_letter
 from transforms.formats import non_finite_text
-from transforms.sinks import NAMESPACE, dead_letter_lines
+from transforms.sinks import dead_letter_lines
 from transforms.windowing import iso_utc, window_bounds_ms
 
 
@@ -31,14 +31,14 @@ def overflow_dead_letter(group: dict[str, Any], total: float, vmin: float, vmax:
 class OverflowDeadLetters(beam.DoFn):
     """Dead letters for the overflowing groups of window shards or of aggregate records.
 
-    Takes ((hour, shard), Groups keyed by (start_ms, end_ms, dims)) (bounded), (shard, Groups) in a Beam window
+    Takes ((hour, shard), {(start_ms, end_ms): Groups}) (bounded), (shard, Groups) in a Beam window
     (`windowed`, streaming) or aggregate record dicts (sessions). Yields, per element with any,
     one `dead_letter_lines` element: the form WriteDeadLetters writes."""
 
     def __init__(self, dimensions: Sequence[str], windowed: bool) -> None:
         self._dims = tuple(dimensions)
         self._windowed = windowed
-        self._dead = Metrics.counter(NAMESPACE, "dead_letters")
+        self._dead = Counter(DEAD_LETTERS)  # also seen live, by the progress line and --metrics_port
 
     def process(self, element: Any, window: Any = beam.DoFn.WindowParam) -> Iterator[bytes]:  # noqa: ANN401
         dead = list(self._dead_letters(element, window))
@@ -53,12 +53,12 @@ class OverflowDeadLetters(beam.DoFn):
                 yield overflow_dead_letter(group, element["sum"], element["min"], element["max"])
             return
         _, groups = element
-        for group_key, partial in groups.items():
-            if partial.overflowed:
-                # Bounded groups carry their window in the key; streaming ones are in a Beam window.
-                start_ms, end_ms = window_bounds_ms(window) if self._windowed else group_key[:2]
-                dims = group_key if self._windowed else group_key[2]
-                group = {"window_start": iso_utc(start_ms), "window_end": iso_utc(end_ms)}
-                group.update(zip(self._dims, dims, strict=True))
-                group["count"] = partial.count
-                yield overflow_dead_letter(group, partial.total, partial.vmin, partial.vmax)
+        # Bounded: {(start_ms, end_ms): Groups} of an hour; streaming: Groups in a Beam window.
+        windows = {window_bounds_ms(window): groups} if self._windowed else groups
+        for (start_ms, end_ms), by_dims in windows.items():
+            for dims, partial in by_dims.items():
+                if partial.overflowed:
+                    group = {"window_start": iso_utc(start_ms), "window_end": iso_utc(end_ms)}
+                    group.update(zip(self._dims, dims, strict=True))
+                    group["count"] = partial.count
+                    yield overflow_dead_letter(group, partial.total, partial.vmin, partial.vmax)
