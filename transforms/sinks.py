@@ -150,8 +150,9 @@ class AggregateFileWriter:
         self._base = base.rstrip("/")
         self._format = output_format
         self._dims = tuple(dimensions)
-        # Time first, so that Parquet row-group statistics on window_start prune well.
-        self._order = itemgetter("window_start", "window_end", *self._dims, "pane_index")
+        # Within one window start; files are in window start order, so that Parquet row-group
+        # statistics on window_start prune well.
+        self._order = itemgetter("window_end", *self._dims, "pane_index")
         self._records = Counter("aggregates_written")
         self._files = Counter(FILES_WRITTEN)
 
@@ -170,11 +171,13 @@ class AggregateFileWriter:
         for record in records:
             by_values[(record["window_start"], record["region"] if has_region else None)].append(record)
         by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for rows in by_values.values():
+        # Window starts in order, each one's rows sorted: the partition's rows in file order, with
+        # many small sorts instead of one large one.
+        for _, rows in sorted(by_values.items(), key=lambda kv: kv[0][0]):
+            rows.sort(key=self._order)
             by_partition[partition_of(rows[0], self._dims)].extend(rows)
         written = []
         for partition, rows in sorted(by_partition.items()):
-            rows.sort(key=self._order)
             data = encode(rows, self._format, self._dims)
             name = shard
             if content_named or shard is None:

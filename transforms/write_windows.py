@@ -56,6 +56,25 @@ class WriteRolls(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int], Any]) -> Iterator[str]:
         (_, shard), value = element
-        records = chunk_records(value, self._dims) if self._grouped else hour_records(value, self._dims)
-        if records:
-            yield from self._writer.write_group(records, shard_name(shard, self._shards), self._content_named)
+        name = shard_name(shard, self._shards)
+        if self._grouped:
+            records = chunk_records(value, self._dims)
+            if records:
+                yield from self._writer.write_group(records, name, self._content_named)
+            return
+        # One partition (region) at a time: an hour shard's records all at once would hold several
+        # times the objects, which every full garbage collection meanwhile walks.
+        for windows in self._by_region(value):
+            yield from self._writer.write_group(hour_records(windows, self._dims), name, self._content_named)
+
+    def _by_region(self, windows: dict) -> Iterator[dict]:
+        if "region" not in self._dims:
+            yield windows
+            return
+        at = self._dims.index("region")
+        regions: dict[str, dict] = {}
+        for window, groups in windows.items():
+            for dims, part in groups.items():
+                regions.setdefault(dims[at], {}).setdefault(window, {})[dims] = part
+        for region in sorted(regions):
+            yield regions.pop(region)
