@@ -14,6 +14,8 @@ reaches the code that commits. In another process (a worker) a copy holds nothin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import uuid
@@ -52,6 +54,7 @@ class AfterRun:
         self._lock = threading.Lock()
         self._stores: dict[str, tuple[str, dict[str, str]]] = {}
         self._held: dict[str, Held] = {}
+        self._started: dict[str, dict[str, str]] = {}  # store -> the positions this run starts from
         self._done = False
         if not detached:
             _LIVE[self.run_id] = self
@@ -64,6 +67,7 @@ class AfterRun:
         committed = positions.load_positions(store)
         with self._lock:
             self._stores.setdefault(store, (source, dict(committed)))
+            self._started.setdefault(store, dict(committed))
 
     def record(self, store: str, key: str, position: str) -> None:
         """Notes the last claimed position of shard or partition `key` in `store`."""
@@ -87,6 +91,16 @@ class AfterRun:
             if holder is None:
                 holder = self._held[key] = make()
             return holder  # type: ignore[return-value]
+
+    def start_key(self) -> str:
+        """A short digest of where this run's tracked reads start: the same for a re-run after a
+        failure (nothing was committed), a new one once a run has committed; "" when no read is
+        tracked (no --resume)."""
+        with self._lock:
+            started = sorted((store, sorted(found.items())) for store, found in self._started.items())
+        if not started:
+            return ""
+        return hashlib.sha256(json.dumps(started).encode()).hexdigest()[:12]
 
     def positions(self, store: str) -> dict[str, str]:
         """What `commit` would write to `store` (for tests and logs)."""

@@ -31,7 +31,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: JobConfig, after_run: AfterR
     batches = pipeline | "Read" >> source_from_uri(config.source, pipeline.options, config.input_format, after_run)
     if not fires_processing_time(pipeline.runner, pipeline.options):
         config = replace(config, file_roll_s=None)  # one roll: the runner gives all output at the end anyway
-    outputs = add_analytics(batches, config)
+    # With --resume the read has registered its position store by now: name this run's files by it.
+    outputs = add_analytics(batches, config, run_key=after_run.start_key() if after_run is not None else "")
     # Dead letters can also go to a Pub/Sub topic, whatever the source.
     publish_dead_letters(outputs["dead_letters"], pipeline.options)
 
@@ -52,7 +53,7 @@ def fires_processing_time(runner: object, options: PipelineOptions) -> bool:
     return True
 
 
-def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, Any]:
+def add_analytics(batches: beam.PCollection, config: JobConfig, run_key: str = "") -> dict[str, Any]:
     """The graph after the source (tests feed RawBatches here directly).
 
     Returns "aggregates" and "dead_letters": a tuple of PCollections (decode's and the overflow
@@ -94,6 +95,7 @@ def add_analytics(batches: beam.PCollection, config: JobConfig) -> dict[str, Any
         windowed=config.streaming_path,
         merging=config.window.merging,
         roll_s=config.file_roll_s,
+        run_key=run_key,
     )
     overflows = (
         aggregates

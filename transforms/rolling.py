@@ -85,9 +85,10 @@ class WriteRolledAggregates(beam.PTransform):
         windowed: bool,
         merging: bool,
         roll_s: int | None,
+        run_key: str = "",
     ) -> None:
         super().__init__()
-        self._args = (output_path, output_format, tuple(dimensions), shards)
+        self._args = (output_path, output_format, tuple(dimensions), shards, run_key)
         self._windowed = windowed
         self._merging = merging
         self._roll_s = roll_s
@@ -96,7 +97,7 @@ class WriteRolledAggregates(beam.PTransform):
         if not self._windowed and not self._merging:
             # Already one element per (hour, shard): write where the records are made.
             return aggregates | "WriteFiles" >> beam.ParDo(WriteRolls(*self._args, grouped=False, content_named=False))
-        _, _, dims, shards = self._args
+        _, _, dims, shards, _ = self._args
         keyed = aggregates | "KeyByRoll" >> beam.ParDo(KeyByRoll(dims, shards))
         rolls_once = not self._windowed or self._roll_s is None
         if self._windowed:

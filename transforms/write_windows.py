@@ -32,8 +32,9 @@ class WriteRolls(beam.DoFn):
     `value` is a bounded hour shard's Groups keyed by (start_ms, end_ms, dims) (`grouped` False),
     or the chunks a GroupByKey gathered for one roll (`grouped` True). Writing where the records
     are made avoids a PCollection of record lists, whose per-field size sampling alone cost about
-    a tenth of a run. Files are named by shard (one of `shards`), and with `content_named` also by
-    their window range and digest, for keys that roll more than once (see transforms/rolling.py).
+    a tenth of a run. Files are named by shard (one of `shards`), prefixed by `run_key` when one is
+    given, and with `content_named` also by their window range and digest, for keys that roll more
+    than once (see transforms/rolling.py).
     """
 
     def __init__(
@@ -42,12 +43,17 @@ class WriteRolls(beam.DoFn):
         output_format: str,
         dimensions: tuple[str, ...],
         shards: int,
+        run_key: str,
         grouped: bool,
         content_named: bool,
     ) -> None:
         self._writer = AggregateFileWriter(output_path, output_format, dimensions)
         self._dims = dimensions
         self._shards = shards
+        # A series of --resume runs writes the same hours in turn: each run's files carry the key of
+        # where it started reading, so a later run never replaces an earlier one's, while a re-run
+        # after a failure (same start) replaces what the failed run wrote.
+        self._prefix = f"r{run_key}-" if run_key else ""
         self._grouped = grouped
         self._content_named = content_named
 
@@ -56,7 +62,7 @@ class WriteRolls(beam.DoFn):
 
     def process(self, element: tuple[tuple[str, int], Any]) -> Iterator[str]:
         (_, shard), value = element
-        name = shard_name(shard, self._shards)
+        name = self._prefix + shard_name(shard, self._shards)
         if self._grouped:
             records = chunk_records(value, self._dims)
             if records:

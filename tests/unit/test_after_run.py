@@ -142,3 +142,17 @@ def test_readers_record_through_a_copy_the_runner_pickled(tmp_path: Path) -> Non
         _ = pipeline | beam.Create([1, 2]) | beam.ParDo(Record(after_run))
     after_run.commit()
     assert positions.load_positions(store) == {"shard-0": "41", "p1": "10", "p2": "20"}
+
+
+def test_the_start_key_names_where_a_run_starts(tmp_path: Path) -> None:
+    assert AfterRun().start_key() == ""  # nothing tracked: no --resume
+    first, store = _tracked(tmp_path)
+    retry = AfterRun()
+    retry.track(store, "kinesis://s")
+    assert first.start_key() == retry.start_key() != ""  # a re-run after a failure starts where it did
+    first.record(store, "shard-0", "99")
+    assert first.start_key() == retry.start_key()  # what a run reads does not change where it started
+    first.commit()
+    after = AfterRun()
+    after.track(store, "kinesis://s")
+    assert after.start_key() != first.start_key()  # the next run starts after the committed positions
