@@ -37,7 +37,9 @@ def roll_trigger(roll_s: int | None) -> beam_trigger.TriggerFn:
     """Fire `roll_s` seconds of processing time after a key's first element of a roll, and at the
     end of the input; None: only at the end of the input."""
     if roll_s is None:
-        return beam_trigger.DefaultTrigger()
+        # The same firing as the default trigger, which Beam refuses on an unbounded input in the
+        # global window (a local runner's stream read, which ends when the read ends).
+        return beam_trigger.AfterWatermark()
     return beam_trigger.AfterWatermark(early=beam_trigger.AfterProcessingTime(roll_s))
 
 
