@@ -68,8 +68,12 @@ class StreamingRun:
             [sys.executable, "-c", claim_marking_cli(), *argv], cwd=REPO, text=True,
             env={**os.environ, **env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
+        self.stdout: list[str] = []
         self._reader = threading.Thread(target=self._follow, daemon=True)
         self._reader.start()
+        # stdout on its own thread: communicate() would also read stderr, racing the follower for lines.
+        self._stdout_reader = threading.Thread(target=lambda: self.stdout.extend(self.proc.stdout), daemon=True)
+        self._stdout_reader.start()
 
     def _follow(self) -> None:
         for line in self.proc.stderr:  # type: ignore[union-attr]
@@ -80,9 +84,10 @@ class StreamingRun:
     def stop(self, timeout: float = 60) -> tuple[int, str]:
         """SIGINT, then the exit code and the stdout once the run has ended."""
         self.proc.send_signal(signal.SIGINT)
-        stdout, _ = self.proc.communicate(timeout=timeout)
-        self._reader.join(timeout=5)
-        return self.proc.returncode, stdout
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        self._stdout_reader.join(timeout=10)
+        return self.proc.returncode, "".join(self.stdout)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

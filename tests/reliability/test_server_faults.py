@@ -45,7 +45,7 @@ def test_kinesis_outage_mid_read(durable_kinesis, tmp_path):
             "--kinesis_poll_interval", "0.2", "--max_records", str(len(events)), "--streaming", "--output", str(out)]
     env = {**os.environ, **durable_kinesis.env()}
     job = subprocess.Popen([sys.executable, "-c", WRAPPER, *argv], cwd=REPO, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stderr: list[str] = []
     claimed = threading.Event()
 
@@ -66,7 +66,8 @@ def test_kinesis_outage_mid_read(durable_kinesis, tmp_path):
         with durable_kinesis.outage(5):
             time.sleep(0)  # down for 5 s while the reader polls
         put_kinesis(client, stream, encode(events[1_000:]))
-        stdout, _ = job.communicate(timeout=240)
+        # wait(), not communicate(): communicate() would also read stderr, racing the follower for lines.
+        job.wait(timeout=240)
     finally:
         if job.poll() is None:
             job.kill()
