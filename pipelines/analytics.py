@@ -93,7 +93,6 @@ def add_analytics(batches: beam.PCollection, config: JobConfig, run_key: str = "
         dims,
         config.window_shards,
         windowed=config.streaming_path,
-        merging=config.window.merging,
         roll_s=config.file_roll_s,
         run_key=run_key,
     )

@@ -31,7 +31,7 @@ def overflow_dead_letter(group: dict[str, Any], total: float, vmin: float, vmax:
 class OverflowDeadLetters(beam.DoFn):
     """Dead letters for the overflowing groups of window shards or of aggregate records.
 
-    Takes ((hour, shard), {(start_ms, end_ms): Groups}) (bounded), (shard, Groups) in a Beam window
+    Takes ((start_ms, end_ms, shard), Groups) (bounded), (shard, Groups) in a Beam window
     (`windowed`, streaming) or aggregate record dicts (sessions). Yields, per element with any,
     one `dead_letter_lines` element: the form WriteDeadLetters writes."""
 
@@ -52,13 +52,11 @@ class OverflowDeadLetters(beam.DoFn):
                 group = {name: element[name] for name in ("window_start", "window_end", *self._dims, "count")}
                 yield overflow_dead_letter(group, element["sum"], element["min"], element["max"])
             return
-        _, groups = element
-        # Bounded: {(start_ms, end_ms): Groups} of an hour; streaming: Groups in a Beam window.
-        windows = {window_bounds_ms(window): groups} if self._windowed else groups
-        for (start_ms, end_ms), by_dims in windows.items():
-            for dims, partial in by_dims.items():
-                if partial.overflowed:
-                    group = {"window_start": iso_utc(start_ms), "window_end": iso_utc(end_ms)}
-                    group.update(zip(self._dims, dims, strict=True))
-                    group["count"] = partial.count
-                    yield overflow_dead_letter(group, partial.total, partial.vmin, partial.vmax)
+        key, groups = element
+        start_ms, end_ms = window_bounds_ms(window) if self._windowed else key[:2]
+        for dims, partial in groups.items():
+            if partial.overflowed:
+                group = {"window_start": iso_utc(start_ms), "window_end": iso_utc(end_ms)}
+                group.update(zip(self._dims, dims, strict=True))
+                group["count"] = partial.count
+                yield overflow_dead_letter(group, partial.total, partial.vmin, partial.vmax)

@@ -4,9 +4,8 @@ A query engine pays per file (a listing entry, an open, a footer read), so aggre
 written one file per window or session but gathered per dt/hour partition and window shard:
 
 - Bounded runs write each partition's aggregates, every window and session of it, in at most
-  `shards` files. Fixed and sliding windows get there without a second shuffle: they are
-  combined per (hour, shard) already (transforms.window_aggregate.BoundedAggregate). Sessions,
-  whose windows are only known after merging, are grouped per (hour, shard) once merged.
+  `shards` files: window shards and session records are encoded into chunks of file bytes
+  (transforms/file_chunks.py) and grouped per (hour, shard), one file per partition of a group.
 - Streaming runs gather the panes that fire within `roll_s` seconds of processing time into the
   same files, as Dataflow's Pub/Sub-to-GCS templates do with a write window and a shard count:
   each (hour, shard) key fires `roll_s` seconds after its first pane of a roll, and once more
@@ -28,7 +27,8 @@ from apache_beam.transforms import trigger as beam_trigger
 from apache_beam.transforms.window import GlobalWindows
 
 from transforms.aggregate import shard_of
-from transforms.window_aggregate import PANE_TIMING, partition_hour
+from transforms.file_chunks import Chunk, chunks_of
+from transforms.window_aggregate import PANE_TIMING, partition_hour, shard_records
 from transforms.windowing import window_bounds_ms
 from transforms.write_windows import WriteRolls
 
@@ -43,39 +43,48 @@ def roll_trigger(roll_s: int | None) -> beam_trigger.TriggerFn:
     return beam_trigger.AfterWatermark(early=beam_trigger.AfterProcessingTime(roll_s))
 
 
-class KeyByRoll(beam.DoFn):
-    """Keys each pane's window shard, or each session record, by (hour, shard) for the roll.
+class EncodeForRoll(beam.DoFn):
+    """Encodes each window shard (a pane's, streaming) or session record into chunks
+    (transforms/file_chunks.py) keyed by (hour, shard) for the roll.
 
-    A window shard (shard, Groups) leaves as ((hour, shard), (start_ms, end_ms, pane, pane_index,
-    Groups)): its Beam window and pane go into the value, which the global window of the roll
-    would otherwise lose. A record keeps its own window and pane and is sharded by its dimensions,
-    as window shards are."""
+    Takes ((start_ms, end_ms, shard), Groups) (bounded), (shard, Groups) in a Beam window and pane
+    (`windowed`, streaming) or an aggregate record dict (sessions, sharded by their dimensions as
+    window shards are). The window and pane go into the chunk, which the roll's global window
+    would otherwise lose."""
 
-    def __init__(self, dimensions: tuple[str, ...], shards: int) -> None:
+    def __init__(self, output_format: str, dimensions: tuple[str, ...], shards: int, windowed: bool) -> None:
+        self._format = output_format
         self._dims = dimensions
         self._shards = shards
+        self._windowed = windowed
 
     def process(
         self,
         element: Any,  # noqa: ANN401 - a window shard or a record
         window: Any = beam.DoFn.WindowParam,
         pane: Any = beam.DoFn.PaneInfoParam,
-    ) -> Iterator[tuple[tuple[str, int], Any]]:
+    ) -> Iterator[tuple[tuple[str, int], Chunk]]:
         if isinstance(element, dict):
             shard = shard_of(tuple(element[d] for d in self._dims), self._shards)
-            yield (element["window_start"][:13], shard), element
-            return
-        shard, groups = element
-        start_ms, end_ms = window_bounds_ms(window)
-        timing = PANE_TIMING.get(pane.timing, "ON_TIME")
-        yield (partition_hour(start_ms), shard), (start_ms, end_ms, timing, pane.index, groups)
+            hour, records = element["window_start"][:13], [element]
+        else:
+            if self._windowed:
+                shard, groups = element
+                start_ms, end_ms = window_bounds_ms(window)
+                timing, index = PANE_TIMING.get(pane.timing, "ON_TIME"), pane.index
+            else:
+                (start_ms, end_ms, shard), groups = element
+                timing, index = "ON_TIME", 0
+            hour, records = partition_hour(start_ms), shard_records(start_ms, end_ms, groups, timing, index, self._dims)
+        for chunk in chunks_of(records, self._format, self._dims):
+            yield (hour, shard), chunk
 
 
 class WriteRolledAggregates(beam.PTransform):
     """Writes the aggregates of transforms.window_aggregate in rolled files (see the module).
 
-    `windowed`: the input is in Beam windows and panes (the streaming path); `merging`: it is
-    session records; else bounded hour shards. `roll_s` applies to `windowed` input only."""
+    `windowed`: the input is in Beam windows and panes (the streaming path), else bounded window
+    shards or session records. `roll_s` applies to `windowed` input only."""
 
     def __init__(
         self,
@@ -85,22 +94,17 @@ class WriteRolledAggregates(beam.PTransform):
         shards: int,
         *,
         windowed: bool,
-        merging: bool,
         roll_s: int | None,
         run_key: str = "",
     ) -> None:
         super().__init__()
         self._args = (output_path, output_format, tuple(dimensions), shards, run_key)
         self._windowed = windowed
-        self._merging = merging
         self._roll_s = roll_s
 
     def expand(self, aggregates: beam.PCollection) -> beam.PCollection:
-        if not self._windowed and not self._merging:
-            # Already one element per (hour, shard): write where the records are made.
-            return aggregates | "WriteFiles" >> beam.ParDo(WriteRolls(*self._args, grouped=False, content_named=False))
-        _, _, dims, shards, _ = self._args
-        keyed = aggregates | "KeyByRoll" >> beam.ParDo(KeyByRoll(dims, shards))
+        _, output_format, dims, shards, _ = self._args
+        keyed = aggregates | "EncodeForRoll" >> beam.ParDo(EncodeForRoll(output_format, dims, shards, self._windowed))
         rolls_once = not self._windowed or self._roll_s is None
         if self._windowed:
             keyed = keyed | "RollWindow" >> beam.WindowInto(
@@ -111,5 +115,5 @@ class WriteRolledAggregates(beam.PTransform):
         return (
             keyed
             | "GroupByRoll" >> beam.GroupByKey()
-            | "WriteFiles" >> beam.ParDo(WriteRolls(*self._args, grouped=True, content_named=not rolls_once))
+            | "WriteFiles" >> beam.ParDo(WriteRolls(*self._args, content_named=not rolls_once))
         )

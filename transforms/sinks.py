@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam
@@ -35,8 +34,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.metrics import FILES_WRITTEN, NAMESPACE, Counter
-from transforms.formats import EXTENSIONS, MIME_TYPES, encode
-from transforms.partition_paths import OutputRoot, partition_segment
+from transforms.file_chunks import ORDER, Chunk, chunks_of, file_bytes
+from transforms.formats import EXTENSIONS, MIME_TYPES
+from transforms.partition_paths import OutputRoot
 from transforms.store_clients import gcs_storage_client, s3_store_client
 
 OBJECT_STORE_SCHEMES = ("s3", "gs", "azfs")
@@ -113,15 +113,6 @@ def _compact_time(iso: str) -> str:
     return iso.replace("-", "").replace(":", "")
 
 
-def partition_of(record: dict[str, Any], dimensions: Sequence[str]) -> str:
-    """`dt=.../hour=...[/region=...]`, every value encoded (one segment each, injective)."""
-    start = record["window_start"]
-    parts = [partition_segment("dt", start[:10]), partition_segment("hour", start[11:13])]
-    if "region" in dimensions:
-        parts.append(partition_segment("region", record["region"]))
-    return "/".join(parts)
-
-
 def _digest(data: bytes) -> str:
     # 128 bits: content-named files of one partition, window and pane never share a name
     # unless their bytes are equal (a 48-bit prefix could be made to collide on purpose).
@@ -150,9 +141,6 @@ class AggregateFileWriter:
         self._base = base.rstrip("/")
         self._format = output_format
         self._dims = tuple(dimensions)
-        # Within one window start; files are in window start order, so that Parquet row-group
-        # statistics on window_start prune well.
-        self._order = itemgetter("window_end", *self._dims, "pane_index")
         self._records = Counter("aggregates_written")
         self._files = Counter(FILES_WRITTEN)
 
@@ -162,30 +150,28 @@ class AggregateFileWriter:
     def write_group(
         self, records: Iterable[dict[str, Any]], shard: str | None = None, content_named: bool = False
     ) -> list[str]:
-        """Writes `records` as one file per partition directory, named `part-<shard>` when the caller
-        guarantees one group of records per (partition, shard), else (`content_named`, or no shard)
-        by the window range and a digest of the bytes: `part-<first start>-<last end>-<digest>[-<shard>]`."""
-        # Encode each distinct (window, region) once, not once per record: a window holds many groups.
-        by_values: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-        has_region = "region" in self._dims
-        for record in records:
-            by_values[(record["window_start"], record["region"] if has_region else None)].append(record)
-        by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        # Window starts in order, each one's rows sorted: the partition's rows in file order, with
-        # many small sorts instead of one large one.
-        for _, rows in sorted(by_values.items(), key=lambda kv: kv[0][0]):
-            rows.sort(key=self._order)
-            by_partition[partition_of(rows[0], self._dims)].extend(rows)
+        """Writes `records` as one file per partition directory (see write_chunks)."""
+        return self.write_chunks(chunks_of(records, self._format, self._dims), shard, content_named)
+
+    def write_chunks(self, chunks: Iterable[Chunk], shard: str | None = None, content_named: bool = False) -> list[str]:
+        """Writes the chunks (transforms/file_chunks.py) as one file per partition directory, named
+        `part-<shard>` when the caller guarantees one group of chunks per (partition, shard), else
+        (`content_named`, or no shard) by the window range and a digest of the bytes:
+        `part-<first start>-<last end>-<digest>[-<shard>]`."""
+        by_partition: dict[str, list[Chunk]] = defaultdict(list)
+        for chunk in chunks:
+            by_partition[chunk[0]].append(chunk)
         written = []
-        for partition, rows in sorted(by_partition.items()):
-            data = encode(rows, self._format, self._dims)
+        for partition, parts in sorted(by_partition.items()):
+            parts.sort(key=ORDER)
+            data = file_bytes(parts, self._format, self._dims)
             name = shard
             if content_named or shard is None:
-                first, last = _compact_time(rows[0]["window_start"]), _compact_time(max(r["window_end"] for r in rows))
-                name = f"{first}-{last}-{_digest(data)}" + (f"-{shard}" if shard else "")
+                first, last = parts[0][1][0], max(chunk[1][1] for chunk in parts)
+                name = f"{_compact_time(first)}-{_compact_time(last)}-{_digest(data)}" + (f"-{shard}" if shard else "")
             path = f"{self._base}/{partition}/part-{name}.{EXTENSIONS[self._format]}"
             self._write(path, data, MIME_TYPES[self._format])
-            self._records.inc(len(rows))
+            self._records.inc(sum(chunk[2] for chunk in parts))
             self._files.inc()
             written.append(path)
         return written

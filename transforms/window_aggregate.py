@@ -1,16 +1,14 @@
 """Combine pre-aggregated partials per window: the bounded fast path and Beam's windowing.
 
-Both give the same records (see BoundedAggregate). Non-merging windows leave as shards of
-groups: bounded, one element per (dt/hour, shard), ((hour, shard), WindowGroups: {(start_ms,
-end_ms): Groups}); streaming, (shard, Groups keyed by dims) in a Beam window and pane.
-Sessions leave as aggregate records. transforms.rolling writes them all.
+Both give the same records (see BoundedAggregate). Non-merging windows leave as window shards
+of groups: bounded, ((start_ms, end_ms, shard), Groups keyed by dims); streaming, (shard,
+Groups) in a Beam window and pane. Sessions leave as aggregate records. transforms.rolling
+writes them all.
 """
 
 from __future__ import annotations
 
-import pickle
-import typing
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -49,94 +47,9 @@ def shard_records(
     return [to_record(start_ms, end_ms, dims, part, pane, pane_index, dimensions) for dims, part in groups.items()]
 
 
-def hour_records(windows: dict, dimensions: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The ON_TIME records of a bounded hour shard's WindowGroups."""
-    return [
-        record
-        for (start_ms, end_ms), groups in windows.items()
-        for record in shard_records(start_ms, end_ms, groups, "ON_TIME", 0, dimensions)
-    ]
-
-
 def partition_hour(start_ms: int) -> str:
     """`YYYY-MM-DDTHH` of a window's start: the dt and hour of its partition directory."""
     return iso_utc(start_ms)[:13]
-
-
-class WindowGroups(dict):
-    """{(start_ms, end_ms): Groups} of one dt/hour and shard: the bounded combine's accumulator."""
-
-    __slots__ = ()
-
-
-class WindowGroupsCoder(beam.coders.Coder):
-    """WindowGroups pickled (each window's Groups in one flat call, see Groups.__reduce__), with a
-    size estimate that encodes nothing: Beam samples the size of the first ten elements of every
-    PCollection by encoding them, which for the few large (hour, shard) elements would pickle every
-    Partial again for each PCollection they pass."""
-
-    def encode(self, value: WindowGroups) -> bytes:
-        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-
-    def decode(self, encoded: bytes) -> WindowGroups:
-        return pickle.loads(encoded)
-
-    def estimate_size(self, value: WindowGroups) -> int:
-        return 64 + ESTIMATED_GROUP_BYTES * sum(len(groups) for groups in value.values())
-
-    def is_deterministic(self) -> bool:
-        return False
-
-    def to_type_hint(self) -> type:
-        return WindowGroups
-
-
-# A small Partial's pickled size (most are small): counts, sums and a few values and id hashes.
-ESTIMATED_GROUP_BYTES = 160
-beam.coders.registry.register_coder(WindowGroups, WindowGroupsCoder)
-HourGroups = typing.Tuple[typing.Tuple[str, int], WindowGroups]  # noqa: UP006 - Beam's type hints want typing
-
-
-class MergeWindowGroups(beam.CombineFn):
-    """Merges WindowGroups window by window with MergeGroups; inputs are never modified."""
-
-    def __init__(self) -> None:
-        self._groups = MergeGroups()
-
-    def create_accumulator(self) -> WindowGroups:
-        return WindowGroups()
-
-    def add_input(self, accumulator: WindowGroups, element: dict) -> WindowGroups:
-        for window, groups in element.items():
-            mine = accumulator.get(window)
-            if mine is None:
-                mine = accumulator[window] = self._groups.create_accumulator()
-            self._groups.add_input(mine, groups)
-        return accumulator
-
-    def merge_accumulators(self, accumulators: Iterable[WindowGroups]) -> WindowGroups:
-        merged = WindowGroups()
-        for accumulator in accumulators:
-            self.add_input(merged, accumulator)
-        return merged
-
-    def compact(self, accumulator: WindowGroups) -> WindowGroups:
-        for groups in accumulator.values():
-            self._groups.compact(groups)
-        return accumulator
-
-    def extract_output(self, accumulator: WindowGroups) -> WindowGroups:
-        return accumulator
-
-    def get_accumulator_coder(self) -> beam.coders.Coder:
-        return WindowGroupsCoder()
-
-
-def _by_hour(element: tuple[tuple[int, int, int], dict]) -> tuple[tuple[str, int], WindowGroups]:
-    # The window moves from the key into the value, so that one combine per (hour, shard) gives
-    # every file of a partition's shard at once, with no second shuffle before writing.
-    (start_ms, end_ms, shard), groups = element
-    return (partition_hour(start_ms), shard), WindowGroups({(start_ms, end_ms): groups})
 
 
 class _CountWindows(beam.PTransform):
@@ -152,8 +65,8 @@ class BoundedAggregate(beam.PTransform):
     global window (5x faster on the FnApiRunner than a windowed GroupByKey) and emit one
     ON_TIME pane per group: the same result Beam's windowing gives for bounded data.
 
-    Output: for sessions, one record per session; otherwise one ((hour, shard), WindowGroups)
-    element per dt/hour and shard (see partition_hour)."""
+    Output: for sessions, one record per session; otherwise one ((start_ms, end_ms, shard),
+    Groups) element per window shard."""
 
     def __init__(self, window: WindowSpec, dimensions: tuple[str, ...]) -> None:
         super().__init__()
@@ -172,12 +85,10 @@ class BoundedAggregate(beam.PTransform):
             )
             _ = records | "Windows" >> beam.Map(lambda r: (r["window_start"], r["window_end"])) | _CountWindows()
             return records
-        merged = (
-            partials
-            | "KeyByHour" >> beam.Map(_by_hour).with_output_types(HourGroups)
-            | "Merge" >> beam.CombinePerKey(MergeWindowGroups()).with_output_types(HourGroups)
-        )
-        _ = merged | "Windows" >> beam.FlatMap(lambda kv: list(kv[1])) | _CountWindows()
+        # Combined per window shard, not per (hour, shard): an hour's Groups held as one accumulator
+        # are a large, long-lived working set that every full garbage collection walks.
+        merged = partials | "Merge" >> beam.CombinePerKey(MergeGroups())
+        _ = merged | "Windows" >> beam.Map(lambda kv: kv[0][:2]) | _CountWindows()
         return merged
 
 

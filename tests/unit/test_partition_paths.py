@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms import partition_paths as pp
+from transforms.file_chunks import partition_of
 from transforms.partition_paths import (
     HIVE_DEFAULT_PARTITION,
     MAX_VALUE_BYTES,
@@ -25,7 +26,7 @@ from transforms.partition_paths import (
     encode,
     is_cut,
 )
-from transforms.sinks import AggregateFileWriter, guarded, partition_of
+from transforms.sinks import AggregateFileWriter, guarded
 
 DIMS = ("region", "key")
 HIVE_ESCAPED = [*map(chr, range(0x20)), "\x7f", '"', "#", "%", "'", "*", "/", ":", "=", "?", "\\", "{", "[", "]", "^"]

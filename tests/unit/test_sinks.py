@@ -72,7 +72,7 @@ def test_parquet_and_avro_carry_the_explicit_schema(tmp_path: Path) -> None:
 
 def _write(records: list[dict], out: Path, fmt: str) -> None:
     # Records (the form session windows take), rolled per (dt/hour, shard) as a bounded run does.
-    writer = WriteRolledAggregates(str(out), fmt, DIMS, 4, windowed=False, merging=True, roll_s=None)
+    writer = WriteRolledAggregates(str(out), fmt, DIMS, 4, windowed=False, roll_s=None)
     with BeamTestPipeline() as p:
         _ = p | beam.Create(records) | writer
 
