@@ -103,17 +103,32 @@ def expected_aggregates(events: Iterable[dict], window_s: int = 60) -> dict[tupl
     return out
 
 
+def read_records(path: Path) -> list[dict]:
+    """The records of one aggregate file, by its extension (jsonl, parquet or avro)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".avro":
+        import fastavro
+
+        with path.open("rb") as handle:
+            return list(fastavro.reader(handle))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def read_panes(*outputs: Path) -> dict[tuple, dict]:
-    """Union of aggregate files under `outputs`, keyed by (window, region, key, pane, pane_index).
+    """Union of aggregate files (any format) under `outputs`, keyed by (window, region, key, pane,
+    pane_index).
 
     A key seen twice must carry the same metrics (a re-written pane), else the union is ambiguous."""
     rows: dict[tuple, dict] = {}
     for out in outputs:
-        for path in sorted(out.rglob("*.jsonl")):
-            if "dead_letter" in path.parts:
+        files = [path for ext in ("jsonl", "parquet", "avro") for path in out.rglob(f"*.{ext}")]
+        for path in sorted(files):
+            if "dead_letter" in path.parts or path.name.startswith("."):  # dead letters, files in flight
                 continue
-            for line in path.read_text().splitlines():
-                record = json.loads(line)
+            for record in read_records(path):
                 key = (record["window_start"], record["region"], record["key"], record["pane"], record["pane_index"])
                 if key in rows:
                     assert _metrics(rows[key]) == _metrics(record), f"pane {key} written twice with different data"
