@@ -78,6 +78,8 @@ def _load_avro_schema(path: str | None) -> dict | None:
 RESUMABLE_SOURCES = {"kinesis": "--kinesis_read_to_latest", "eventhubs": "--eventhubs_read_to_latest"}
 # Stream sources and the option of each that ends a read once the stream is drained.
 DRAINED_BOUNDS = {**RESUMABLE_SOURCES, "pubsub": "--pubsub_stop_when_idle"}
+# Column names the Hive partition directories give every reader of the output.
+PARTITION_COLUMNS = frozenset({"dt", "hour"})
 # Output field names taken by the aggregate record.
 OUTPUT_FIELDS = frozenset(
     {"window_start", "window_end", "count", "sum", "min", "max", "mean", "p50", "p95", "p99", "distinct_ids", "pane",
@@ -96,6 +98,12 @@ def _check_dimensions(raw: str, output_format: str) -> tuple[str, ...]:
     clash = sorted(OUTPUT_FIELDS.intersection(dimensions))
     if clash:
         raise ConfigError(f"--dimensions uses {', '.join(clash)}, which are output fields; rename the dimension.")
+    clash = sorted(PARTITION_COLUMNS.intersection(dimensions))
+    if clash:
+        raise ConfigError(
+            f"--dimensions uses {', '.join(clash)}, which the output's partition directories (dt=.../hour=...) "
+            "add as columns for Athena, BigQuery, Synapse and pipelines.query; rename the field in the input."
+        )
     clash = sorted(INTERNAL_COLUMNS.intersection(dimensions))
     if clash:
         raise ConfigError(

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import orjson
 from apache_beam.options.pipeline_options import AzureOptions, PipelineOptions, S3Options
 
-from io_connectors.uri import redact_text
+from io_connectors.uri import redact_text, redact_uri
 from pipelines.options import ConfigError
 from pipelines.query_plot import METRICS, check_plot_args, plot_metric
 from pipelines.query_sources import INSTALL_HINT, QueryError, load_aggregates
@@ -127,11 +127,36 @@ def connect(table: Any, dimensions: Sequence[str]) -> Any:  # noqa: ANN401 - pya
     con = duckdb.connect()
     con.register("aggregates", table)
     group = ", ".join(_quote(name) for name in ("window_start", "window_end", *dimensions))
+    # Rows that tie on pane_index (files of two runs, see duplicate_panes) are ordered by their
+    # values too, so that the same files always give the same answer.
     con.execute(
-        "CREATE VIEW latest AS SELECT * FROM aggregates "
-        f"QUALIFY row_number() OVER (PARTITION BY {group} ORDER BY pane_index DESC) = 1"
+        "CREATE VIEW latest AS SELECT * FROM aggregates QUALIFY row_number() OVER (PARTITION BY "
+        f'{group} ORDER BY pane_index DESC, "count" DESC, "sum" DESC, "max" DESC, "min", distinct_ids DESC) = 1'
     )
     return con
+
+
+def duplicate_panes(con: Any, dimensions: Sequence[str]) -> int:  # noqa: ANN401 - a DuckDB connection
+    """How many (window, dimensions, pane_index) keys have more than one row. A run writes each key
+    once; more come from files of several runs under one output."""
+    key = ", ".join(_quote(name) for name in ("window_start", "window_end", *dimensions, "pane_index"))
+    [(count,)] = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM aggregates GROUP BY {key} HAVING count(*) > 1)"
+    ).fetchall()
+    return count
+
+
+def warn_of_duplicates(con: Any, dimensions: Sequence[str], shown: str) -> None:  # noqa: ANN401
+    count = duplicate_panes(con, dimensions)
+    if count:
+        print(
+            f"warning: {count:,} (window, dimensions, pane) keys have more than one row under {shown}: it holds "
+            "files of more than one run, e.g. a re-run with another --window_shards or --output_format, or a "
+            "series of --resume runs that each read part of a window (docs/storage.md). `latest` keeps one row "
+            "of each; sum count and sum over `aggregates` for the series' totals, or give each run its own "
+            "--output.",
+            file=sys.stderr,
+        )
 
 
 def _quote(name: str) -> str:
@@ -141,8 +166,13 @@ def _quote(name: str) -> str:
 def run_sql(con: Any, sql: str, columns: Sequence[str]) -> tuple[list[str], list[tuple]]:  # noqa: ANN401
     import duckdb
 
+    empty = QueryError('the SQL holds no statement; give a query, e.g. "select * from latest limit 10"')
+    if not sql.strip():
+        raise empty
     try:
         cursor = con.execute(sql)
+        if cursor is None:  # only comments
+            raise empty
         if cursor.description is None:
             return [], []
         return [d[0] for d in cursor.description], cursor.fetchall()
@@ -212,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = store_options(args)
         table, dimensions = load_aggregates(args.output_uri, options)
         con = connect(table, dimensions)
+        warn_of_duplicates(con, dimensions, redact_uri(args.output_uri))
         if args.sql is not None:
             columns, rows = run_sql(con, args.sql, table.column_names)
             if columns:

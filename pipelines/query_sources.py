@@ -138,42 +138,57 @@ def _dimensions(columns: Sequence[str]) -> list[str]:
     return [name for name in columns if name not in FIXED_COLUMNS]
 
 
+class _MissingColumns(ValueError):
+    pass
+
+
+def _schema_of(names: Sequence[str]) -> pa.Schema:
+    missing = [c for c in FIXED_COLUMNS if c not in names]
+    if missing:
+        raise _MissingColumns(", ".join(missing))
+    return arrow_schema(_dimensions(names))
+
+
 def _jsonl_table(data: bytes) -> pa.Table | None:
     rows = [orjson.loads(line) for line in data.splitlines() if line.strip()]
     if not rows:
         return None
+    schema = _schema_of(list(rows[0]))
     for row in rows:
         for name in DOUBLE_FIELDS:
             if isinstance(row.get(name), str):
                 row[name] = NON_FINITE.get(row[name], row[name])
-    return pa.Table.from_pylist(rows, schema=arrow_schema(_dimensions(list(rows[0]))))
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def _avro_table(data: bytes) -> pa.Table | None:
     reader = fastavro.reader(io.BytesIO(data))
-    names = [f["name"] for f in reader.writer_schema["fields"]]
+    schema = _schema_of([f["name"] for f in reader.writer_schema["fields"]])
     rows = list(reader)
-    return pa.Table.from_pylist(rows, schema=arrow_schema(_dimensions(names))) if rows else None
+    return pa.Table.from_pylist(rows, schema=schema) if rows else None
 
 
 def read_file(path: str, data: bytes) -> pa.Table | None:
     """One file's rows with the published schema's types (None when it holds none)."""
+    missing = ""
     try:
         if path.endswith(".parquet"):
             table = pq.read_table(io.BytesIO(data))
+            missing = ", ".join(c for c in FIXED_COLUMNS if c not in table.column_names)
         elif path.endswith(".avro"):
             table = _avro_table(data)
         else:
             table = _jsonl_table(data)
+    except _MissingColumns as err:
+        missing = str(err)
     except (ValueError, TypeError, KeyError, pa.ArrowException) as err:
         raise QueryError(
             f"{path} is not a readable aggregate file ({type(err).__name__}: {err}); move it out of the table "
             "root, or into a directory whose name starts with _ so that it is passed over."
         ) from None
-    missing = [c for c in FIXED_COLUMNS if table is not None and c not in table.column_names]
     if missing:
         raise QueryError(
-            f"{path} is not an aggregate file: it has no {', '.join(missing)} column; move it out of the "
+            f"{path} is not an aggregate file: it has no {missing} column; move it out of the "
             "table root, or into a directory whose name starts with _ so that it is passed over."
         )
     return table
@@ -234,6 +249,11 @@ def load_aggregates(uri: str, options: PipelineOptions) -> tuple[pa.Table, list[
         table = read_file(path, data[path])
         if table is not None and table.num_rows:
             tables.append(with_partitions(table, raw))
+    if not listing.files and not listing.skipped:
+        raise QueryError(
+            f"nothing under {shown}: no such directory or prefix, or it is empty. Give the --output of a finished "
+            "`python -m pipelines.run` (the table root), and check the path."
+        )
     if not tables:
         passed = (
             f" ({listing.skipped} other files passed over: names starting with _ or ., or outside the "

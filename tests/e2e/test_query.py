@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+import fastavro
 import orjson
 import pytest
 
@@ -261,3 +263,55 @@ def test_every_query_option_is_documented() -> None:
     docs = (REPO / "docs" / "query.md").read_text()
     ours = [a.option_strings[0] for a in query.build_parser()._actions if a.option_strings and a.dest in query.OURS]
     assert ours and not [option for option in ours if option not in docs]
+
+
+def test_empty_sql_is_refused_with_an_example(outputs, capsys) -> None:
+    for sql in ("", "   ", "-- only a comment"):
+        assert query.main([str(outputs["jsonl"][0]), sql]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "select * from latest limit 10" in err, sql
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("part-x.jsonl", b'{"a": 1}\n'),
+    ("part-x.avro", None),  # an Avro file of {"a": 1}
+])  # fmt: skip
+def test_a_file_without_the_aggregate_columns_is_named(tmp_path, capsys, name, data) -> None:
+    if data is None:
+        buffer = io.BytesIO()
+        schema = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]}
+        fastavro.writer(buffer, fastavro.parse_schema(schema), [{"a": 1}])
+        data = buffer.getvalue()
+    directory = tmp_path / "dt=2026-01-01" / "hour=00"
+    directory.mkdir(parents=True)
+    (directory / name).write_bytes(data)
+    assert query.main([str(tmp_path), "select 1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name} is not an aggregate file: it has no window_start, window_end" in err
+
+
+def test_a_missing_directory_is_named_as_such(tmp_path, capsys) -> None:
+    assert query.main([str(tmp_path / "nope"), "select 1"]) == 2
+    assert "nothing under" in capsys.readouterr().err
+
+
+def test_files_of_two_runs_are_reported_and_latest_stays_the_same(outputs, tmp_path, capsys) -> None:
+    # The default job's files, plus its rows again as another run with another shard count writes them.
+    root = tmp_path / "two-runs"
+    shutil.copytree(outputs["jsonl"][0], root)
+    for path in list(root.rglob("part-*.jsonl")):
+        rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        for row in rows:
+            row["count"] += 1
+        (path.parent / f"other-{path.name}").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    answers = set()
+    for _ in range(3):
+        assert query.main([str(root), "select sum(count) from latest", "--format", "csv"]) == 0
+        out, err = capsys.readouterr()
+        assert "keys have more than one row under" in err and "--window_shards" in err
+        answers.add(out)
+    groups = int(query.main([str(outputs["jsonl"][0]), "select count(*) from latest", "--format", "csv"]) == 0
+                 and capsys.readouterr().out.splitlines()[1])  # fmt: skip
+    assert answers == {f"sum(count)\n{outputs['jsonl'][1] + groups}\n"}  # the larger count each time
+    assert query.main([str(outputs["jsonl"][0]), "select 1"]) == 0
+    assert "warning" not in capsys.readouterr().err

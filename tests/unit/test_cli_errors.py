@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
         (["--output", "ftp://x/y"], "Unknown --output scheme 'ftp'"),
         (["--dimensions", " , "], "--dimensions is empty"),
         (["--dimensions", "region,count"], "output fields"),
+        (["--dimensions", "region,dt"], "--dimensions uses dt, which the output's partition directories"),
+        (["--dimensions", "hour,key"], "--dimensions uses hour, which the output's partition directories"),
         (["--allowed_lateness", "-1"], "negative"),
         (["--early_firing", "0"], "--early_firing 0 must be a positive"),
         (["--source", "synthetic://?events=ten"], "must be a whole number"),
