@@ -21,6 +21,7 @@ from io_connectors.after_run import AfterRun
 from io_connectors.files import ReadFiles, match_files
 from io_connectors.synthetic import ReadSynthetic, SyntheticConfig
 from io_connectors.uri import SourceSpec, UriError, redact_text
+from runners import runner_key
 
 STREAM_CONNECTORS = {
     "kinesis": ("pipelines.adapters.kinesis", "aws"),
@@ -84,7 +85,9 @@ def source_from_uri(spec: SourceSpec, options: PipelineOptions, input_format: st
     until the run succeeds; without one (a graph built but not run by pipelines.run) a fresh one is
     used, and nothing it holds is ever committed."""
     if spec.scheme == "synthetic":
-        return ReadSynthetic(SyntheticConfig.from_spec(spec))
+        # Beam's DirectRunner (FnApiRunner, BundleBasedDirectRunner) takes a paced read whole;
+        # the other runners resume a read that checkpoints between its batches.
+        return ReadSynthetic(SyntheticConfig.from_spec(spec), resumable=runner_key(options) != "direct")
     if spec.scheme == "file":
         return ReadFiles(spec.location, input_format)
     return _connector(spec).source_from_uri(spec, options, after_run if after_run is not None else AfterRun())

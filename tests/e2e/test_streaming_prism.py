@@ -19,13 +19,15 @@ import pytest
 
 from tests.e2e.streaming import (
     REPO,
+    WINDOW_S,
     StreamingRun,
     assert_stopped_cleanly,
     common_args,
     feed_while_running,
+    prism_args,
     wait_for_panes,
 )
-from tests.reliability.helpers import kinesis_stream, put_kinesis
+from tests.reliability.helpers import final_aggregates, kinesis_stream, put_kinesis, read_panes
 from tests.services.kafka import create_hub, produce
 
 
@@ -102,6 +104,24 @@ def test_pubsub_streams_panes_and_acknowledges_what_was_written(pubsub_service, 
     # Everything written was acknowledged: nothing is delivered again.
     response = subscriber.pull(subscription=sub, max_messages=100, timeout=10, return_immediately=True)
     assert list(response.received_messages) == []
+
+
+def test_a_paced_synthetic_read_gives_early_panes_while_it_runs(tmp_path):
+    # No stream service: the paced read checkpoints between batches, so panes fire during the run.
+    out = tmp_path / "out"
+    events = 3000
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", "--runner", "PrismRunner", *prism_args(), "--streaming",
+         "--early_firing", "0.5", "--window", f"fixed:{WINDOW_S}", "--source",
+         f"synthetic://?events={events}&late=0&rate=750", "--output", str(out), "--progress", "off"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    panes = read_panes(out)
+    assert {pane for (_w, _r, _k, pane, _i) in panes} >= {"EARLY", "ON_TIME"}, sorted(panes)[:5]
+    dead = sum(len(p.read_bytes().splitlines()) for p in out.parent.joinpath("out_dead_letter").rglob("part-*.jsonl"))
+    assert 0 < dead < events * 0.05
+    assert sum(record["count"] for record in final_aggregates(panes).values()) == events - dead
 
 
 def test_fractional_early_firing_is_refused_where_the_runner_counts_whole_seconds(tmp_path):
