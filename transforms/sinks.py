@@ -34,7 +34,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from io_connectors.metrics import FILES_WRITTEN, NAMESPACE, Counter
-from transforms.file_chunks import ORDER, Chunk, chunks_of, file_bytes
+from transforms.file_chunks import ORDER, Chunk, file_bytes
 from transforms.formats import EXTENSIONS, MIME_TYPES
 from transforms.partition_paths import OutputRoot
 from transforms.store_clients import gcs_storage_client, s3_store_client
@@ -146,12 +146,6 @@ class AggregateFileWriter:
 
     def setup(self) -> None:
         self._write = guarded(self._base, object_writer(_scheme(self._base)))
-
-    def write_group(
-        self, records: Iterable[dict[str, Any]], shard: str | None = None, content_named: bool = False
-    ) -> list[str]:
-        """Writes `records` as one file per partition directory (see write_chunks)."""
-        return self.write_chunks(chunks_of(records, self._format, self._dims), shard, content_named)
 
     def write_chunks(self, chunks: Iterable[Chunk], shard: str | None = None, content_named: bool = False) -> list[str]:
         """Writes the chunks (transforms/file_chunks.py) as one file per partition directory, named

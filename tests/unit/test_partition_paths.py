@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms import partition_paths as pp
-from transforms.file_chunks import partition_of
+from transforms.file_chunks import chunks_of, partition_of
 from transforms.partition_paths import (
     HIVE_DEFAULT_PARTITION,
     MAX_VALUE_BYTES,
@@ -160,7 +160,7 @@ def test_every_row_written_reads_back_with_its_values(tmp_path: Path, fmt: str) 
     root = tmp_path / "out"
     writer = AggregateFileWriter(str(root), fmt, DIMS)
     writer.setup()
-    written = writer.write_group(records, shard="s000of001")
+    written = writer.write_chunks(chunks_of(records, fmt, DIMS), shard="s000of001")
     assert len(written) == len(set(written)) == len(values)  # one file per region, none shared
     files = [p for p in root.rglob("*") if p.is_file()]
     assert len(files) == len(values) and [p.name for p in tmp_path.iterdir()] == ["out"]
@@ -301,7 +301,7 @@ def test_guard_follows_symlinks_inside_the_output(tmp_path: Path) -> None:
     writer = AggregateFileWriter(str(root), "jsonl", DIMS)
     writer.setup()
     with pytest.raises(OutputPathError, match="outside the real output root"):
-        writer.write_group([record("eu", "k", 1)], shard="s000of001")
+        writer.write_chunks(chunks_of([record("eu", "k", 1)], "jsonl", DIMS), shard="s000of001")
     assert list(elsewhere.rglob("*")) == []
     # A symlink to a directory inside the root, and a root that is itself a symlink, are fine.
     (root / "dt=2026-01-01").unlink()
