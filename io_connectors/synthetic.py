@@ -168,23 +168,19 @@ class _PacedRead(beam.DoFn, RestrictionProvider):
     ) -> Iterator[RawBatch]:
         config = self._config
         chunk = max(1, int(config.rate / 20))
-        position, stop = tracker.current_restriction().start, tracker.current_restriction().stop
+        restriction = tracker.current_restriction()
         started = time.monotonic()
-        offset = 0
-        while position + offset < stop:
-            n = min(chunk, stop - position - offset)
-            due = started + offset / config.rate
-            if due - started > PACED_CALL_S:
+        for first in range(restriction.start, restriction.stop, chunk):
+            after_s = (first - restriction.start) / config.rate  # when this batch is due in this call
+            if after_s > PACED_CALL_S:
                 tracker.defer_remainder()
                 return
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            time.sleep(max(0.0, started + after_s - time.monotonic()))
+            n = min(chunk, restriction.stop - first)
             # The batch's last position: the tracker counts every position up to it as claimed.
-            if not tracker.try_claim(position + offset + n - 1):
+            if not tracker.try_claim(first + n - 1):
                 return
-            yield RawBatch("synthetic", list(generate(config, position + offset, n)), first_offset=position + offset)
-            offset += n
+            yield RawBatch("synthetic", list(generate(config, first, n)), first_offset=first)
 
 
 class ReadSynthetic(beam.PTransform):
